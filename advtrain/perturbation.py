@@ -1,0 +1,154 @@
+"""The shared perturbation engine: one implementation of the inner maximisation used by every trainer.
+
+Notation follows ``docs/methods.md``: ``e`` is the word-embedding output (``model.get_input_embeddings()(input_ids)``),
+``δ`` (delta) a perturbation of ``e`` that is exactly zero wherever ``attention_mask == 0``, ``σ`` the std of its
+initial noise, ``η`` the step size and ``ε`` the radius of the ball it is projected onto.
+
+All norms and divisions are computed in float32, whatever the autocast dtype of the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+NORMS = ("l2", "linf")
+STEP_NORMS = ("l2", "linf", "sign", "none")
+
+# Guards the divisions in the step normalisation and the L2 projection. Small enough not to change a step whose
+# gradient is in any sensible range, large enough to keep a zero gradient at zero instead of producing NaN.
+_TINY = 1e-12
+
+
+def token_mask_like(embeds: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Returns a float32 mask of shape ``(batch, seq_len, 1)``: 1 on real tokens, 0 on padding."""
+    if attention_mask is None:
+        return torch.ones(embeds.shape[:-1] + (1,), dtype=torch.float32, device=embeds.device)
+    return attention_mask.to(device=embeds.device, dtype=torch.float32).unsqueeze(-1)
+
+
+def init_delta(
+    embeds: torch.Tensor, mask: torch.Tensor, init_std: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Draws ``δ ~ N(0, σ²)`` (float32, shape of ``embeds``), zeroed on padding. ``σ = 0`` gives ``δ = 0``."""
+    if init_std == 0:
+        return torch.zeros(embeds.shape, dtype=torch.float32, device=embeds.device)
+    noise = torch.randn(embeds.shape, dtype=torch.float32, device=embeds.device, generator=generator)
+    return noise.mul_(init_std).mul_(mask)
+
+
+def _example_l2(x: torch.Tensor) -> torch.Tensor:
+    """L2 norm of each example over all its tokens and hidden units, shaped ``(batch, 1, 1)`` for broadcasting."""
+    return x.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
+
+
+def normalize_direction(grad: torch.Tensor, mask: torch.Tensor, step_norm: str) -> torch.Tensor:
+    """Normalises an inner gradient into a step direction (float32, zero on padding).
+
+    - ``"l2"``: ``g / ‖g_i‖₂`` with the norm over all real tokens and hidden units of example ``i``.
+    - ``"linf"``: ``g / max|g|`` taken per token over the hidden units (as in the SMART/ALUM code).
+    - ``"sign"``: ``sign(g)`` (FGSM).
+    - ``"none"``: ``g`` unchanged.
+    """
+    g = grad.float() * mask
+    if step_norm == "l2":
+        return g / (_example_l2(g) + _TINY)
+    if step_norm == "linf":
+        return g / (g.abs().amax(dim=-1, keepdim=True) + _TINY)
+    if step_norm == "sign":
+        return g.sign()
+    if step_norm == "none":
+        return g
+    raise ValueError(f"step_norm must be one of {STEP_NORMS}, got {step_norm!r}.")
+
+
+def project(delta: torch.Tensor, mask: torch.Tensor, norm: str, epsilon: float) -> torch.Tensor:
+    """Projects ``δ`` onto the ball ``‖δ‖ ≤ ε`` and zeroes it on padding.
+
+    ``"l2"`` rescales each example's ``δ`` (over its real tokens) down to norm ``ε`` when it is larger;
+    ``"linf"`` clamps every element to ``[-ε, ε]``.
+    """
+    delta = delta * mask
+    if norm == "l2":
+        scale = (epsilon / (_example_l2(delta) + _TINY)).clamp(max=1.0)
+        return delta * scale
+    if norm == "linf":
+        return delta.clamp(-epsilon, epsilon)
+    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}.")
+
+
+def delta_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    """The size of each example's ``δ`` in the ball's own norm, shape ``(batch,)``."""
+    flat = delta.float().flatten(1)
+    return flat.norm(dim=1) if norm == "l2" else flat.abs().amax(dim=1)
+
+
+@dataclass
+class Perturbation:
+    """What the inner loop found.
+
+    Args:
+        delta (`torch.Tensor`): the final perturbation (float32, detached, zero on padding, inside the ball).
+            Zero when `skipped`.
+        skipped (`bool`): whether a non-finite inner objective or gradient was met; the adversarial term must
+            then be left out for this batch.
+    """
+
+    delta: torch.Tensor
+    skipped: bool
+
+
+def find_perturbation(
+    objective: Callable[[torch.Tensor], torch.Tensor],
+    embeds: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    steps: int,
+    step_size: float,
+    epsilon: float,
+    init_std: float,
+    norm: str,
+    step_norm: str,
+    descend: bool = False,
+    generator: torch.Generator | None = None,
+    first_grad: torch.Tensor | None = None,
+) -> Perturbation:
+    """Runs the inner loop ``δ ← Π(δ ± η · normalize(∇δ objective(δ)))`` for `steps` steps.
+
+    Args:
+        objective (`Callable[[torch.Tensor], torch.Tensor]`):
+            Maps a perturbation ``δ`` (float32, requires grad) to the scalar the step climbs (or descends when
+            `descend`). It runs the forward pass on ``e + δ``; the gradient is taken w.r.t. ``δ`` alone with
+            `torch.autograd.grad`, so nothing is accumulated into the parameters' ``.grad``.
+        embeds (`torch.Tensor`): the word-embedding output ``e``; only its shape, dtype and device are used.
+        mask (`torch.Tensor`): the ``(batch, seq_len, 1)`` float mask of real tokens.
+        steps (`int`): ``K`` (or ``S``), the number of ascent steps.
+        step_size (`float`): ``η`` (or ``μ``).
+        epsilon (`float`): ``ε``, the radius of the ball.
+        init_std (`float`): ``σ``, the std of the initial noise.
+        norm (`str`): the ball, ``"l2"`` (per example) or ``"linf"``.
+        step_norm (`str`): the step normalisation, see [`normalize_direction`].
+        descend (`bool`): step against the gradient (targeted attacks) instead of along it.
+        generator (`torch.Generator`, *optional*): the source of the initial noise.
+        first_grad (`torch.Tensor`, *optional*):
+            ``∇δ objective`` at the initial ``δ``, when the caller already has it (e.g. from the clean backward
+            with ``σ = 0``); saves one forward and one input backward.
+    """
+    delta = init_delta(embeds, mask, init_std, generator)
+    sign = -1.0 if descend else 1.0
+    for step in range(steps):
+        if step == 0 and first_grad is not None:
+            grad = first_grad
+        else:
+            delta.requires_grad_(True)
+            value = objective(delta)
+            if not torch.isfinite(value.detach()).all():
+                return Perturbation(torch.zeros_like(delta), skipped=True)
+            (grad,) = torch.autograd.grad(value, delta)
+        if not torch.isfinite(grad).all():
+            return Perturbation(torch.zeros_like(delta).detach(), skipped=True)
+        direction = normalize_direction(grad, mask, step_norm)
+        delta = project(delta.detach() + sign * step_size * direction, mask, norm, epsilon)
+    return Perturbation(delta.detach(), skipped=False)
