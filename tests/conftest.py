@@ -1,0 +1,134 @@
+"""Shared fixtures: tiny models of every supported family built from configs, a WordPiece tokenizer built
+locally from MR's words, and small tokenized slices of the real datasets in ``../shared/data``.
+
+Nothing here downloads: HF_HUB_OFFLINE is forced so that a missed local path fails at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    BertTokenizerFast,
+    DataCollatorWithPadding,
+    DebertaV2Config,
+    DebertaV2ForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    ElectraConfig,
+    ElectraForSequenceClassification,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("ADVTRAIN_DATA", REPO.parent / "shared" / "data"))
+VOCAB_SIZE = 400
+MODEL_FAMILIES = ("bert", "roberta", "distilbert", "deberta-v2", "electra")
+
+
+def read_jsonl(name: str, split: str, limit: int | None = None) -> list[dict]:
+    """Rows ``{"text", "label"}`` of ``DATA_DIR/<name>/<split>.jsonl`` (the first `limit` ones)."""
+    rows = []
+    with open(DATA_DIR / name / f"{split}.jsonl") as f:
+        for line in f:
+            rows.append(json.loads(line))
+            if limit is not None and len(rows) >= limit:
+                break
+    return rows
+
+
+def build_tokenizer(directory: Path, vocab_size: int = VOCAB_SIZE) -> BertTokenizerFast:
+    """A lower-casing WordPiece tokenizer whose vocabulary is MR's most frequent words (whole words only)."""
+    counts = collections.Counter(w for row in read_jsonl("mr", "train", 3000) for w in row["text"].split())
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = [w for w, _ in counts.most_common(vocab_size - len(specials))]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.txt").write_text("\n".join(specials + words) + "\n")
+    return BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+
+
+def make_model(family: str = "bert", num_labels: int = 2, *, dropout: float = 0.0, seed: int = 0, masked_lm=False):
+    """A tiny model of `family` (the sizes of transformers' own tests), seeded, dropout off by default."""
+    torch.manual_seed(seed)
+    common = dict(vocab_size=VOCAB_SIZE, num_labels=num_labels, pad_token_id=0)
+    if family == "bert":
+        config = BertConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, max_position_embeddings=64,
+            hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, **common,
+        )
+        return BertForMaskedLM(config) if masked_lm else BertForSequenceClassification(config)
+    if masked_lm:
+        raise ValueError("tiny masked LMs are built for the 'bert' family only")
+    if family == "roberta":
+        config = RobertaConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, max_position_embeddings=70,
+            hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, bos_token_id=2, eos_token_id=3, **common,
+        )
+        return RobertaForSequenceClassification(config)
+    if family == "distilbert":
+        config = DistilBertConfig(
+            dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=64, dropout=dropout,
+            attention_dropout=dropout, seq_classif_dropout=dropout, **common,
+        )
+        return DistilBertForSequenceClassification(config)
+    if family == "deberta-v2":
+        config = DebertaV2Config(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, max_position_embeddings=64,
+            hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, pooler_dropout=dropout,
+            relative_attention=True, position_biased_input=False, pos_att_type=["c2p", "p2c"], **common,
+        )
+        return DebertaV2ForSequenceClassification(config)
+    if family == "electra":
+        config = ElectraConfig(
+            embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+            max_position_embeddings=64, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, **common,
+        )
+        return ElectraForSequenceClassification(config)
+    raise ValueError(f"unknown family {family!r}")
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tmp_path_factory) -> BertTokenizerFast:
+    return build_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+
+
+def tokenized(tokenizer, name: str = "mr", split: str = "train", n: int = 32, max_length: int = 24, regression=False):
+    """`n` rows of a real dataset, tokenized (no padding: the collator pads each batch)."""
+    rows = read_jsonl(name, split, n)
+    ds = Dataset.from_list(rows)
+    ds = ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True)
+    ds = ds.rename_column("label", "labels").remove_columns(["text"])
+    if regression:
+        ds = ds.map(lambda r: {"labels": float(r["labels"]) * 0.5 + 0.25})
+    return ds
+
+
+@pytest.fixture(scope="session")
+def mr_small(tokenizer) -> Dataset:
+    return tokenized(tokenizer, "mr", "train", 32)
+
+
+@pytest.fixture(scope="session")
+def collator(tokenizer) -> DataCollatorWithPadding:
+    return DataCollatorWithPadding(tokenizer)
+
+
+def batch_of(tokenizer, texts: list[str], labels, max_length: int = 24) -> dict[str, torch.Tensor]:
+    """A padded batch ready for a model or for `compute_loss`."""
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    batch["labels"] = torch.as_tensor(labels)
+    return dict(batch)
