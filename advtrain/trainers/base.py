@@ -327,7 +327,7 @@ class AdversarialTrainer(Trainer):
             embeds = clean.embeds.detach()
         return model(**clean.model_inputs, inputs_embeds=embeds + delta.to(embeds.dtype)).logits
 
-    def _find_perturbation(self, model: nn.Module, clean: CleanPass):
+    def _find_perturbation(self, model: nn.Module, clean: CleanPass, first_grad: torch.Tensor | None = None):
         module = self._module(model)
         args = self.args
         return find_perturbation(
@@ -341,15 +341,16 @@ class AdversarialTrainer(Trainer):
             norm=args.adv_norm,
             step_norm=args.adv_step_norm,
             descend=self.descend,
+            first_grad=first_grad,
         )
 
-    def _adversarial_term(self, model: nn.Module, clean: CleanPass):
+    def _adversarial_term(self, model: nn.Module, clean: CleanPass, first_grad: torch.Tensor | None = None):
         """Returns ``(term, weight)``: the adversarial loss at the found ``δ`` and the ``α`` to apply to it.
 
         A non-finite inner gradient or term gives weight 0 and a zeroed term, so nothing reaches the weights, and
         the forward/backward still runs on every process (no process waits on another that skipped).
         """
-        perturbation = self._find_perturbation(model, clean)
+        perturbation = self._find_perturbation(model, clean, first_grad)
         adv_logits = self._perturbed_logits(model, clean, perturbation.delta, live_embeds=True)
         term = self.adversarial_loss(adv_logits, clean)
         skipped = perturbation.skipped or not bool(torch.isfinite(term.detach()))
@@ -407,13 +408,34 @@ class AdversarialTrainer(Trainer):
         with no_sync:
             with self.compute_loss_context_manager():
                 clean = self._clean_forward(model, inputs)
+            reuse_clean_gradient = self.first_step_from_clean_gradient()
+            if reuse_clean_gradient:
+                clean.embeds.retain_grad()
             clean_loss = self._scaled_backward(clean.loss)
+            first_grad = self._clean_input_gradient(clean) if reuse_clean_gradient else None
             clean.logits = clean.logits.detach()
             clean.embeds = clean.embeds.detach()
         with self.compute_loss_context_manager():
-            term, weight = self._adversarial_term(model, clean)
+            term, weight = self._adversarial_term(model, clean, first_grad)
         adv_loss = self._scaled_backward(weight * term)
         return clean_loss + adv_loss
+
+    def first_step_from_clean_gradient(self) -> bool:
+        """Whether the first ascent direction is taken from the clean backward (``δ₀ = 0`` and the inner objective
+        at ``δ = 0`` equal to the clean task loss, e.g. PGD-AT with ``σ = 0``). Saves one forward and one input
+        backward per step; used by the split-backward path only."""
+        return False
+
+    def _clean_input_gradient(self, clean: CleanPass) -> torch.Tensor:
+        """``∇e`` of the summed task loss, recovered from the clean backward of the scaled batch-mean loss."""
+        if clean.task == "masked_lm":
+            terms = int((clean.labels != -100).sum())
+        else:
+            terms = clean.labels.shape[0]
+        scale = terms * self.current_gradient_accumulation_steps
+        if self.accelerator.scaler is not None:  # fp16: the backward ran on the loss times the scaler's scale
+            scale = scale / self.accelerator.scaler.get_scale()
+        return clean.embeds.grad.float() * scale
 
     def _scaled_backward(self, loss: torch.Tensor) -> torch.Tensor:
         """Back-propagates `loss` scaled for gradient accumulation exactly as `Trainer.training_step` does."""

@@ -31,6 +31,7 @@ class PGDATConfig(AdversarialConfig):
         adv_norm (`str`, defaults to `"l2"`): the ball (paper: L2).
         adv_step_norm (`str`, defaults to `"l2"`): normalisation of each step.
         adv_weight (`float`, defaults to `1.0`): ``α`` (paper: the two losses are summed).
+        adv_fast_first_step (`bool`, defaults to `False`): take the first direction from the clean backward.
     """
 
     adv_steps: int = field(default=3, metadata={"help": "S: number of PGD steps (paper: 3)."})
@@ -48,6 +49,22 @@ class PGDATConfig(AdversarialConfig):
         metadata={"help": "Step normalisation: 'l2', 'linf', 'sign' or 'none'.", "choices": STEP_NORMS},
     )
     adv_weight: float = field(default=1.0, metadata={"help": "α: weight of CE(f(e+δ), y) in the loss (paper: 1)."})
+    adv_fast_first_step: bool = field(
+        default=False,
+        metadata={
+            "help": "Take the first PGD direction from the clean backward instead of a separate forward and input "
+            "backward (needs adv_init_std=0). Exact without dropout; with dropout the first direction sees the clean "
+            "pass's dropout mask. K=1 then costs 6 forwards instead of 8 (2.0× plain instead of 2.67×)."
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.adv_fast_first_step and self.adv_init_std != 0:
+            raise ValueError(
+                f"`adv_fast_first_step=True` needs `adv_init_std=0` (the clean gradient is the gradient at δ = 0), "
+                f"got adv_init_std={self.adv_init_std}."
+            )
 
 
 class PGDATTrainer(AdversarialTrainer):
@@ -62,3 +79,7 @@ class PGDATTrainer(AdversarialTrainer):
 
     def adversarial_loss(self, adv_logits: torch.Tensor, clean: CleanPass) -> torch.Tensor:
         return task_loss(adv_logits, clean.labels, clean.task)
+
+    def first_step_from_clean_gradient(self) -> bool:
+        # At δ = 0 the PGD objective is the clean task loss, whose input gradient the clean backward already has.
+        return self.args.adv_fast_first_step
