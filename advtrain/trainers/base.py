@@ -294,6 +294,8 @@ class AdversarialTrainer(Trainer):
         outputs = model(**model_inputs, inputs_embeds=embeds)
         logits = outputs.logits
         task = self._task(logits)
+        if task == "classification":
+            self._check_class_labels(labels, logits.shape[-1])
         clean = CleanPass(
             model_inputs=model_inputs,
             input_ids=inputs["input_ids"],
@@ -307,6 +309,15 @@ class AdversarialTrainer(Trainer):
         )
         self.prepare_clean_pass(clean)
         return clean
+
+    @staticmethod
+    def _check_class_labels(labels: torch.Tensor, num_labels: int) -> None:
+        if labels.is_floating_point() or bool(((labels < 0) | (labels >= num_labels)).any()):
+            raise ValueError(
+                f"Classification labels must be integers in [0, {num_labels - 1}] for a model with num_labels="
+                f"{num_labels}; this batch has {labels.tolist()}. Fix the dataset's labels or the model's num_labels "
+                "(num_labels=1 for regression)."
+            )
 
     def _task(self, logits: torch.Tensor) -> str:
         if logits.dim() == 3:

