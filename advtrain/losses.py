@@ -64,11 +64,25 @@ def kl_divergence(
 
 
 def symmetric_kl(
-    clean_logits: torch.Tensor, adv_logits: torch.Tensor, task: str, labels: torch.Tensor | None = None, reduction="mean"
+    clean_logits: torch.Tensor,
+    adv_logits: torch.Tensor,
+    task: str,
+    labels: torch.Tensor | None = None,
+    reduction: str = "mean",
+    detach_targets: bool = False,
 ) -> torch.Tensor:
-    """``SKL(p, q) = KL(p ‖ q) + KL(q ‖ p)``; for regression, the mean squared difference (counted once)."""
+    """``SKL(p, q) = KL(p ‖ q) + KL(q ‖ p)``; for regression, the mean squared difference (counted once).
+
+    With `detach_targets` each direction treats its first distribution as a constant target, as MT-DNN's
+    ``SymKlCriterion`` (the code of SMART, ALUM and TAT) does: ``KL(sg(p) ‖ q) + KL(sg(q) ‖ p)``. The value is the
+    same; the gradient pulls each side toward the other instead of also reshaping the targets.
+    """
     if task == "regression":
         return kl_divergence(clean_logits, adv_logits, task, labels, reduction)
+    if detach_targets:
+        return kl_divergence(clean_logits.detach(), adv_logits, task, labels, reduction) + kl_divergence(
+            adv_logits.detach(), clean_logits, task, labels, reduction
+        )
     return kl_divergence(clean_logits, adv_logits, task, labels, reduction) + kl_divergence(
         adv_logits, clean_logits, task, labels, reduction
     )

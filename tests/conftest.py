@@ -58,7 +58,10 @@ def build_tokenizer(directory: Path, vocab_size: int = VOCAB_SIZE) -> BertTokeni
     words = [w for w, _ in counts.most_common(vocab_size - len(specials))]
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "vocab.txt").write_text("\n".join(specials + words) + "\n")
-    return BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+    # from_pretrained reads vocab.txt on transformers 4.x and 5.x alike (5.x ignores a `vocab_file=` argument).
+    tokenizer = BertTokenizerFast.from_pretrained(str(directory), do_lower_case=True)
+    assert len(tokenizer) == vocab_size, "the test vocabulary did not load"
+    return tokenizer
 
 
 def make_model(family: str = "bert", num_labels: int = 2, *, dropout: float = 0.0, seed: int = 0, masked_lm=False):

@@ -28,7 +28,7 @@ def _run(cmd, cwd):
     assert result.returncode == 0, result.stderr[-4000:]
 
 
-@pytest.mark.parametrize("method", ["pgd_at", "pgd_at_fast", "lds"])
+@pytest.mark.parametrize("method", ["pgd_at", "pgd_at_fast", "lds", "tat", "alum"])
 def test_two_processes_match_one(tmp_path, method):
     _run([sys.executable, str(SCRIPT), method, str(tmp_path), "4"], tmp_path)
     _run(
@@ -45,3 +45,10 @@ def test_two_processes_match_one(tmp_path, method):
     for name, value in single["state"].items():
         torch.testing.assert_close(double["state"][name], value, atol=2e-5, rtol=1e-4, msg=name)
     assert start
+    if method == "tat":
+        # The tally is summed across processes: both ranks hold the same one, equal to one process's tally.
+        ranks = [torch.load(tmp_path / f"tally_ws2_rank{r}.pt") for r in (0, 1)]
+        single_tally = torch.load(tmp_path / "tally_ws1_rank0.pt")
+        assert torch.equal(ranks[0]["tally"], ranks[1]["tally"]) and ranks[0]["tally"].sum() == 3 * 4
+        assert torch.equal(ranks[0]["targets"], ranks[1]["targets"])
+        assert torch.equal(ranks[0]["tally"], single_tally["tally"])

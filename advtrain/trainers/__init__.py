@@ -1,8 +1,12 @@
+from .alum import ALUMConfig, ALUMTrainer
 from .base import AdversarialConfig, AdversarialTrainer, CleanPass, check_model_supports_perturbation
 from .lds import LDSConfig, LDSTrainer
 from .pgd_at import PGDATConfig, PGDATTrainer
+from .tat import TATConfig, TATTrainer
 
 __all__ = [
+    "ALUMConfig",
+    "ALUMTrainer",
     "AdversarialConfig",
     "AdversarialTrainer",
     "CleanPass",
@@ -10,5 +14,7 @@ __all__ = [
     "LDSTrainer",
     "PGDATConfig",
     "PGDATTrainer",
+    "TATConfig",
+    "TATTrainer",
     "check_model_supports_perturbation",
 ]

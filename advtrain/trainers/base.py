@@ -474,7 +474,7 @@ class AdversarialTrainer(Trainer):
             ).to(self.args.device)
             if self.accelerator.num_processes > 1:
                 values = self.accelerator.reduce(values, reduction="mean")
-            logs.update({n: round(v, 8) for n, v in zip(names, values.tolist())})
+            logs.update(dict(zip(names, values.tolist())))
             self._adv_metrics.clear()
         super().log(logs, start_time)
 

@@ -21,13 +21,21 @@ TRAINERS = {
     "pgd_at_fast": (advtrain.PGDATTrainer, advtrain.PGDATConfig, {"adv_fast_first_step": True}),
     "lds": (advtrain.LDSTrainer, advtrain.LDSConfig, {"adv_init_std": 0.0, "adv_epsilon": 0.5, "adv_step_size": 0.2}),
 }
-for name in ("TATTrainer", "ALUMTrainer"):  # present once their issue lands
-    if hasattr(advtrain, name):
-        TRAINERS[name[:-7].lower()] = (getattr(advtrain, name), getattr(advtrain, name[:-7] + "Config"), {})
+# TAT and ALUM start from random noise drawn in the batch's shape (2 vs 4 rows), so one process and two would draw
+# different δ: both use a deterministic per-token start instead. MR is binary, so TAT's target is the other label.
+SMOOTH = {"adv_init_std": 0.05, "adv_epsilon": 0.1, "adv_step_size": 0.05}
+TRAINERS["tat"] = (advtrain.TATTrainer, advtrain.TATConfig, SMOOTH)
+TRAINERS["alum"] = (advtrain.ALUMTrainer, advtrain.ALUMConfig, SMOOTH)
+
+
+def deterministic_init(embeds, mask, init_std, generator=None):
+    return init_std * torch.sin(7 * embeds.detach().float()) * mask
 
 
 def main(method: str, out: str, per_device_batch: int) -> None:
     trainer_cls, config_cls, extra = TRAINERS[method]
+    if method in ("tat", "alum"):
+        advtrain.perturbation.init_delta = deterministic_init
     tokenizer = build_tokenizer(Path(out) / f"tok{os.environ.get('RANK', '0')}")
     data = tokenized(tokenizer, "mr", "train", 16, max_length=16)
     model = make_model("bert", 2, seed=0)
@@ -39,6 +47,9 @@ def main(method: str, out: str, per_device_batch: int) -> None:
     )
     trainer = trainer_cls(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tokenizer))
     trainer.train()
+    if method == "tat":  # every rank writes the tally it ended with
+        torch.save({"tally": trainer.confusion_tally, "targets": trainer.target_distribution},
+                   os.path.join(out, f"tally_ws{trainer.args.world_size}_rank{trainer.args.process_index}.pt"))
     if trainer.args.process_index == 0:
         torch.save(
             {"state": {k: v.detach().clone() for k, v in model.state_dict().items()},

@@ -1,0 +1,79 @@
+"""ALUM: adversarial training for large neural language models (Liu et al., 2020), for fine-tuning and for
+masked-LM pre-training or continued pre-training.
+
+ALUM paper (``../papers``) and its code in the MT-DNN toolkit::
+
+    δ ~ N(0, σ²)
+    repeat K times:  g = ∇δ SKL(f(e), f(e+δ));   δ = Π_linf(δ + η·normalize_linf(g))      (f(e) detached)
+    loss = L_task(f(e)) + α · SKL(f(e), f(e+δ))
+
+For a masked LM (``AutoModelForMaskedLM`` with ``DataCollatorForLanguageModeling``) ``L_task`` is the MLM loss and
+the divergences are taken between the vocabulary distributions at the masked positions (labels ≠ -100).
+
+The paper writes the initial noise as ``N(0, σ²I)`` with ``σ² = 1e-5``; the MT-DNN code it was run with uses 1e-5 as
+the standard deviation. ``adv_init_std`` follows the code (1e-5); set ``adv_init_std=0.00316`` for ``σ² = 1e-5``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..losses import symmetric_kl
+from ..perturbation import NORMS, STEP_NORMS
+from .base import AdversarialConfig, AdversarialTrainer, CleanPass
+
+
+@dataclass
+class ALUMConfig(AdversarialConfig):
+    r"""
+    Configuration of [`ALUMTrainer`]: [`AdversarialConfig`] with the ALUM paper's defaults for fine-tuning.
+
+    Parameters that control the perturbation:
+        adv_steps (`int`, defaults to `1`): ``K`` (paper: 1).
+        adv_step_size (`float`, defaults to `1e-3`): ``η`` (paper: 1e-3).
+        adv_epsilon (`float`, defaults to `1e-5`): ``ε``, the ``linf`` bound (paper: 1e-5).
+        adv_init_std (`float`, defaults to `1e-5`): ``σ``, std of the initial noise (MT-DNN code; the paper's
+            ``σ² = 1e-5`` is a std of about 3.2e-3).
+        adv_norm (`str`, defaults to `"linf"`), adv_step_norm (`str`, defaults to `"linf"`): the paper's choice.
+        adv_weight (`float`, defaults to `1.0`): ``α``; the paper uses 1 for fine-tuning and 10 for (continued)
+            masked-LM pre-training, where it also trains plainly first (`adv_start_step`).
+    """
+
+    adv_steps: int = field(default=1, metadata={"help": "K: number of ascent steps (paper: 1)."})
+    adv_step_size: float = field(default=1e-3, metadata={"help": "η: size of each ascent step (paper: 1e-3)."})
+    adv_epsilon: float = field(default=1e-5, metadata={"help": "ε: radius of the perturbation ball (paper: linf, 1e-5)."})
+    adv_init_std: float = field(
+        default=1e-5,
+        metadata={"help": "σ: std of the initial noise (MT-DNN code: 1e-5; the paper's σ² = 1e-5 is std 0.00316)."},
+    )
+    adv_norm: str = field(default="linf", metadata={"help": "The ball: 'linf' (paper) or 'l2'.", "choices": NORMS})
+    adv_step_norm: str = field(
+        default="linf",
+        metadata={"help": "Step normalisation: 'linf' (per token, paper's code), 'l2', 'sign' or 'none'.", "choices": STEP_NORMS},
+    )
+    adv_weight: float = field(
+        default=1.0,
+        metadata={"help": "α: weight of SKL(f(e), f(e+δ)); paper: 1 for fine-tuning, 10 for masked-LM pre-training."},
+    )
+
+
+class ALUMTrainer(AdversarialTrainer):
+    """Trains on ``L_task(f(e)) + α · SKL(f(e), f(e+δ))``, with ``δ`` found by ``K`` steps of projected gradient
+    ascent on the same symmetric KL (clean side constant). Sequence classification, regression (the divergence is
+    then the mean squared difference) and masked LMs (divergence at the masked positions).
+
+    The regulariser is MT-DNN's ``SymKlCriterion``: ``KL(sg(p_clean) ‖ p_adv) + KL(sg(p_adv) ‖ p_clean)``, so the
+    clean prediction is pulled toward the perturbed one as well.
+    """
+
+    config_class = ALUMConfig
+    # The smoothness term moves the clean prediction too, so it is built with the clean graph alive.
+    regulariser_detaches_clean = False
+
+    def perturbation_objective(self, adv_logits: torch.Tensor, clean: CleanPass) -> torch.Tensor:
+        return symmetric_kl(clean.logits.detach(), adv_logits, clean.task, clean.labels, reduction="sum")
+
+    def adversarial_loss(self, adv_logits: torch.Tensor, clean: CleanPass) -> torch.Tensor:
+        return symmetric_kl(clean.logits, adv_logits, clean.task, clean.labels, detach_targets=True)

@@ -1,0 +1,335 @@
+"""TAT: targeted adversarial training (Wang et al., 2021), built on virtual adversarial training.
+
+TAT paper (``../papers``), Algorithm 1, with the running tally of the model's mistakes::
+
+    e(y, y') counts how often the model predicts y' for gold label y       (starts uniform)
+    y_t ~ e(y, ·) over C \\ {y}, in proportion to the tally
+    δ ~ N(0, σ²)
+    repeat K times:  g = ∇δ CE(f(e+δ), y_t);   δ = Π_linf(δ − η·normalize(g))      (descend toward y_t)
+    loss = CE(f(e), y) + α · SKL(f(e), f(e+δ))
+
+The tally is filled from the clean forward of every training batch (no extra forward), summed across processes,
+and turned into the sampling distribution at the start of every epoch (or, with ``tat_tally_update="ema"``, after
+every step). For regression the label range is cut into ``tat_num_bins`` bins and the tally is kept over bins.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import torch
+from transformers import TrainerCallback
+
+from ..losses import symmetric_kl, task_loss
+from ..perturbation import NORMS, STEP_NORMS
+from .base import AdversarialConfig, AdversarialTrainer, CleanPass
+
+TALLY_UPDATES = ("epoch", "ema")
+
+
+@dataclass
+class TATConfig(AdversarialConfig):
+    r"""
+    Configuration of [`TATTrainer`]: [`AdversarialConfig`] with the TAT paper's defaults, plus the tally.
+
+    Parameters that control the perturbation:
+        adv_steps (`int`, defaults to `1`): ``K`` (paper: 1).
+        adv_step_size (`float`, defaults to `1e-4`): ``η`` (paper: 1e-4).
+        adv_epsilon (`float`, defaults to `1e-5`): ``ε``, the ``linf`` bound (paper: 1e-5).
+        adv_init_std (`float`, defaults to `1e-5`): ``σ``, std of the initial noise (MT-DNN default).
+        adv_norm (`str`, defaults to `"linf"`), adv_step_norm (`str`, defaults to `"linf"`): as the paper's code.
+        adv_weight (`float`, defaults to `1.0`): ``α`` (paper: 1).
+
+    Parameters that control the tally ``e(y, y')``:
+        tat_tally_update (`str`, defaults to `"epoch"`):
+            ``"epoch"``: the sampling distribution is rebuilt at the start of each epoch from all counts so far
+            (the paper); ``"ema"``: it moves after every step toward the step's confusions, with `tat_ema_decay`.
+        tat_ema_decay (`float`, defaults to `0.99`): decay of the ``"ema"`` update, in ``[0, 1)``.
+        tat_tally_prior (`float`, defaults to `1.0`):
+            Pseudo-count added to every off-diagonal cell: the uniform start, and the floor that keeps every wrong
+            label reachable. ``0`` samples only labels the model has confused (uniform for a row with none).
+        tat_fixed_tally (`list[list[float]]` or `str`, *optional*):
+            A fixed ``C × C`` matrix (or the path of a JSON file holding one) used instead of the running tally: the
+            paper's "oracle" mode (e.g. the confusion matrix of a plain fine-tune). Rows are gold labels.
+        tat_num_bins (`int`, defaults to `10`): regression only, number of bins of the label range (paper: 10).
+        tat_label_range (`list[float]`, *optional*):
+            Regression only, ``[low, high]`` of the bins; by default the range of the training dataset's labels.
+    """
+
+    adv_steps: int = field(default=1, metadata={"help": "K: number of targeted steps (paper: 1)."})
+    adv_step_size: float = field(default=1e-4, metadata={"help": "η: size of each targeted step (paper: 1e-4)."})
+    adv_epsilon: float = field(default=1e-5, metadata={"help": "ε: radius of the perturbation ball (paper: linf, 1e-5)."})
+    adv_init_std: float = field(default=1e-5, metadata={"help": "σ: std of the initial noise (MT-DNN default 1e-5)."})
+    adv_norm: str = field(default="linf", metadata={"help": "The ball: 'linf' (paper) or 'l2'.", "choices": NORMS})
+    adv_step_norm: str = field(
+        default="linf",
+        metadata={"help": "Step normalisation: 'linf' (per token, paper's code), 'l2', 'sign' or 'none'.", "choices": STEP_NORMS},
+    )
+    adv_weight: float = field(default=1.0, metadata={"help": "α: weight of SKL(f(e), f(e+δ)) in the loss (paper: 1)."})
+    tat_tally_update: str = field(
+        default="epoch",
+        metadata={
+            "help": "'epoch': rebuild the target distribution from all counts at each epoch start (paper); 'ema': "
+            "move it after every step toward that step's confusions.",
+            "choices": TALLY_UPDATES,
+        },
+    )
+    tat_ema_decay: float = field(
+        default=0.99, metadata={"help": "Decay of the 'ema' tally update, in [0, 1); ignored with 'epoch'."}
+    )
+    tat_tally_prior: float = field(
+        default=1.0,
+        metadata={"help": "Pseudo-count in every off-diagonal tally cell: the uniform start; 0 targets only seen errors."},
+    )
+    tat_fixed_tally: Optional[Union[list, str]] = field(
+        default=None,
+        metadata={
+            "help": "Oracle mode: a fixed C×C matrix (nested list, or path of a JSON file with one) used instead of "
+            "the running tally; rows are gold labels, columns predicted labels."
+        },
+    )
+    tat_num_bins: int = field(default=10, metadata={"help": "Regression: number of bins of the label range (paper: 10)."})
+    tat_label_range: Optional[list[float]] = field(
+        default=None,
+        metadata={"help": "Regression: [low, high] of the bins; default: the range of the training labels."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.tat_tally_update not in TALLY_UPDATES:
+            raise ValueError(f"`tat_tally_update` must be one of {TALLY_UPDATES}, got {self.tat_tally_update!r}.")
+        if not (isinstance(self.tat_ema_decay, (int, float)) and 0 <= self.tat_ema_decay < 1):
+            raise ValueError(f"`tat_ema_decay` must be a number in [0, 1), got {self.tat_ema_decay!r}.")
+        if not (isinstance(self.tat_tally_prior, (int, float)) and self.tat_tally_prior >= 0):
+            raise ValueError(f"`tat_tally_prior` must be a number ≥ 0, got {self.tat_tally_prior!r}.")
+        if not (isinstance(self.tat_num_bins, int) and not isinstance(self.tat_num_bins, bool) and self.tat_num_bins >= 2):
+            raise ValueError(f"`tat_num_bins` must be an integer ≥ 2, got {self.tat_num_bins!r}.")
+        if self.tat_label_range is not None:
+            bounds = list(self.tat_label_range)
+            if len(bounds) != 2 or not all(isinstance(b, (int, float)) and math.isfinite(b) for b in bounds) or not (
+                bounds[0] < bounds[1]
+            ):
+                raise ValueError(f"`tat_label_range` must be [low, high] with low < high, got {self.tat_label_range!r}.")
+            self.tat_label_range = [float(b) for b in bounds]
+        if self.tat_fixed_tally is not None:
+            self.tat_fixed_tally = _read_matrix(self.tat_fixed_tally)
+
+
+def _read_matrix(value: Any) -> list[list[float]]:
+    """Validates a square, non-negative, finite matrix (or a JSON file holding one) and returns it as lists."""
+    if isinstance(value, str):
+        try:
+            with open(value) as f:
+                value = json.load(f)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"`tat_fixed_tally` is a path, but {value!r} is not a readable JSON file: {err}") from err
+    try:
+        matrix = torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"`tat_fixed_tally` must be a C×C matrix of numbers, got {value!r}.") from err
+    if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
+        raise ValueError(f"`tat_fixed_tally` must be a square C×C matrix with C ≥ 2, got shape {tuple(matrix.shape)}.")
+    if not bool(torch.isfinite(matrix).all()) or bool((matrix < 0).any()):
+        raise ValueError("`tat_fixed_tally` must hold finite counts ≥ 0.")
+    return matrix.tolist()
+
+
+def target_distribution_from_counts(counts: torch.Tensor, prior: float = 0.0) -> torch.Tensor:
+    """Rows ``P(y_t | y)``: the off-diagonal counts plus `prior`, normalised; a row with no mass is uniform over
+    the wrong labels. The diagonal (the gold label) is always 0."""
+    num_classes = counts.shape[0]
+    off_diagonal = 1.0 - torch.eye(num_classes, dtype=torch.float64, device=counts.device)
+    weights = (counts.double() + prior) * off_diagonal
+    totals = weights.sum(dim=1, keepdim=True)
+    uniform = off_diagonal / (num_classes - 1)
+    return torch.where(totals > 0, weights / totals.clamp(min=1e-300), uniform)
+
+
+class _TallyEpochCallback(TrainerCallback):
+    def __init__(self, trainer: TATTrainer):
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch counts the epochs completed so far (also after resuming from a mid-epoch checkpoint).
+        self.trainer._start_epoch(int(state.epoch + 1e-6))
+
+
+class TATTrainer(AdversarialTrainer):
+    """Trains on ``CE(f(e), y) + α · SKL(f(e), f(e+δ))``, with ``δ`` found by ``K`` steps of projected gradient
+    descent on ``CE(f(e+δ), y_t)`` toward a target label ``y_t`` drawn from the tally of the model's own mistakes.
+
+    The tally is read through `confusion_tally` (counts, rows = gold, columns = predicted) and
+    `target_distribution` (the rows the targets are drawn from); draw it with
+    [`advtrain.plotting.plot_confusion_tally`]. It is saved with every checkpoint and restored on resume.
+    """
+
+    config_class = TATConfig
+    # The smoothness term moves the clean prediction too, so it is built with the clean graph alive.
+    regulariser_detaches_clean = False
+    descend = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._counts: torch.Tensor | None = None  # (C, C) int64, summed over processes
+        self._probs: torch.Tensor | None = None  # (C, C) float64, the target distribution in use
+        self._refreshed_epochs = 0
+        self._bin_edges: torch.Tensor | None = None  # regression: (num_bins + 1,)
+        self.add_callback(_TallyEpochCallback(self))
+        num_labels = getattr(getattr(self.model, "config", None), "num_labels", None)
+        if self.args.tat_fixed_tally is not None and isinstance(num_labels, int):
+            expected = self.args.tat_num_bins if num_labels == 1 else num_labels
+            self._check_fixed_tally(expected)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # The objective.
+
+    def perturbation_objective(self, adv_logits: torch.Tensor, clean: CleanPass) -> torch.Tensor:
+        return task_loss(adv_logits, clean.extras["targets"], clean.task, reduction="sum")
+
+    def adversarial_loss(self, adv_logits: torch.Tensor, clean: CleanPass) -> torch.Tensor:
+        return symmetric_kl(clean.logits, adv_logits, clean.task, clean.labels, detach_targets=True)
+
+    def prepare_clean_pass(self, clean: CleanPass) -> None:
+        if clean.task == "masked_lm":
+            raise ValueError("TATTrainer trains classifiers and regressors; for masked-LM training use ALUMTrainer.")
+        gold, predicted = self._classes_of(clean)
+        num_classes = self._num_classes(clean)
+        self._ensure_tally(num_classes, clean.logits.device)
+        target_classes = torch.multinomial(self._probs.to(clean.logits.device)[gold].float(), 1).squeeze(1)
+        if clean.task == "regression":
+            low, width = self._bin_edges[target_classes], self._bin_edges[1] - self._bin_edges[0]
+            targets = low + width * torch.rand(target_classes.shape, device=low.device, dtype=low.dtype)
+            clean.extras["targets"] = targets.to(clean.labels.dtype if clean.labels.is_floating_point() else torch.float32)
+        else:
+            clean.extras["targets"] = target_classes
+        clean.extras["target_classes"] = target_classes
+        self._record("tat/target_entropy", self._mean_row_entropy())  # of the distribution the targets came from
+        self._update_tally(gold, predicted, num_classes)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # The tally.
+
+    @property
+    def confusion_tally(self) -> torch.Tensor | None:
+        """``(C, C)`` counts of (gold, predicted) over the training batches seen so far, summed over processes
+        (the fixed matrix in oracle mode); ``None`` before the first training step."""
+        if self.args.tat_fixed_tally is not None:
+            return torch.tensor(self.args.tat_fixed_tally, dtype=torch.float64)
+        return None if self._counts is None else self._counts.detach().cpu().double()
+
+    @property
+    def target_distribution(self) -> torch.Tensor | None:
+        """``(C, C)`` rows ``P(y_t | gold)`` the targets are drawn from now (diagonal 0)."""
+        return None if self._probs is None else self._probs.detach().cpu().clone()
+
+    @property
+    def bin_edges(self) -> torch.Tensor | None:
+        """Regression: the ``num_bins + 1`` edges of the label bins (``None`` for classification)."""
+        return None if self._bin_edges is None else self._bin_edges.detach().cpu().clone()
+
+    def _num_classes(self, clean: CleanPass) -> int:
+        return self.args.tat_num_bins if clean.task == "regression" else clean.logits.shape[-1]
+
+    def _classes_of(self, clean: CleanPass) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gold and predicted classes of the batch (bins for regression)."""
+        if clean.task == "regression":
+            if self._bin_edges is None:
+                low, high = self._label_range()
+                self._bin_edges = torch.linspace(low, high, self.args.tat_num_bins + 1, dtype=torch.float64)
+            self._bin_edges = edges = self._bin_edges.to(clean.logits.device)
+            return self.bin_of(clean.labels.double().view(-1), edges), self.bin_of(
+                clean.logits.detach().double().view(-1), edges
+            )
+        return clean.labels.long(), clean.logits.detach().argmax(dim=-1)
+
+    @staticmethod
+    def bin_of(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        """Index of the bin of each value; values outside the range go to the first or last bin."""
+        return torch.bucketize(values, edges[1:-1].to(values.dtype), right=True).clamp(0, edges.numel() - 2)
+
+    def _label_range(self) -> tuple[float, float]:
+        if self.args.tat_label_range is not None:
+            return tuple(self.args.tat_label_range)
+        dataset = self.train_dataset
+        columns = getattr(dataset, "column_names", None) or []
+        for name in ("labels", "label"):
+            if name in columns:
+                values = torch.as_tensor(list(dataset[name]), dtype=torch.float64)
+                low, high = float(values.min()), float(values.max())
+                if low < high:
+                    return low, high
+                raise ValueError(f"All training labels equal {low}: set `tat_label_range=[low, high]` for the bins.")
+        raise ValueError(
+            "TATTrainer bins regression labels over the range seen in training, but it cannot read a 'label' or "
+            "'labels' column from the training dataset. Set `tat_label_range=[low, high]` in the TATConfig."
+        )
+
+    def _check_fixed_tally(self, num_classes: int) -> None:
+        size = len(self.args.tat_fixed_tally)
+        if size != num_classes:
+            raise ValueError(
+                f"`tat_fixed_tally` is {size}×{size}, but the model has {num_classes} classes (bins for regression): "
+                f"give a {num_classes}×{num_classes} matrix."
+            )
+
+    def _ensure_tally(self, num_classes: int, device: torch.device) -> None:
+        if self._counts is not None and self._counts.shape[0] != num_classes:
+            raise ValueError(
+                f"The tally has {self._counts.shape[0]} classes but the model now predicts {num_classes}; a resumed "
+                "checkpoint must come from the same task."
+            )
+        if self._counts is None:
+            self._counts = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+        if self._probs is None:
+            if self.args.tat_fixed_tally is not None:
+                self._check_fixed_tally(num_classes)
+                fixed = torch.tensor(self.args.tat_fixed_tally, dtype=torch.float64, device=device)
+                self._probs = target_distribution_from_counts(fixed)
+            else:
+                self._probs = target_distribution_from_counts(self._counts, self.args.tat_tally_prior)
+        self._counts, self._probs = self._counts.to(device), self._probs.to(device)
+
+    def _update_tally(self, gold: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> None:
+        batch = torch.bincount(gold * num_classes + predicted, minlength=num_classes**2).view(num_classes, num_classes)
+        if self.accelerator.num_processes > 1:
+            batch = self.accelerator.reduce(batch, reduction="sum")
+        self._counts += batch
+        if self.args.tat_fixed_tally is None and self.args.tat_tally_update == "ema":
+            step = target_distribution_from_counts(batch, 0.0)
+            has_errors = ((batch * (1 - torch.eye(num_classes, dtype=batch.dtype, device=batch.device))).sum(1) > 0)
+            decay = self.args.tat_ema_decay
+            self._probs = torch.where(has_errors.unsqueeze(1), decay * self._probs + (1 - decay) * step, self._probs)
+
+    def _start_epoch(self, completed_epochs: int) -> None:
+        """Rebuilds the target distribution from the counts so far, once per epoch (``"epoch"`` updates)."""
+        if completed_epochs <= self._refreshed_epochs:
+            return
+        self._refreshed_epochs = completed_epochs
+        if self._counts is not None and self.args.tat_fixed_tally is None and self.args.tat_tally_update == "epoch":
+            self._probs = target_distribution_from_counts(self._counts, self.args.tat_tally_prior)
+
+    def _mean_row_entropy(self) -> torch.Tensor:
+        probs = self._probs.float()
+        return -(probs * probs.clamp(min=1e-30).log()).sum(dim=1).mean()
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Checkpointing.
+
+    def adversarial_state(self) -> dict[str, Any]:
+        if self._counts is None:
+            return {"refreshed_epochs": self._refreshed_epochs}
+        return {
+            "tally_counts": self._counts.cpu(),
+            "target_distribution": self._probs.cpu(),
+            "refreshed_epochs": self._refreshed_epochs,
+            "bin_edges": None if self._bin_edges is None else self._bin_edges.cpu(),
+        }
+
+    def load_adversarial_state(self, state: dict[str, Any]) -> None:
+        self._refreshed_epochs = int(state.get("refreshed_epochs", 0))
+        self._counts = state.get("tally_counts")
+        self._probs = state.get("target_distribution")
+        self._bin_edges = state.get("bin_edges")
