@@ -73,6 +73,9 @@ class ScriptArguments:
     train_size: int = field(default=2000, metadata={"help": "Training examples used (the first N after a seeded shuffle)."})
     eval_size: int | None = field(default=None, metadata={"help": "Dev examples used (all by default)."})
     max_length: int = field(default=48, metadata={"help": "Maximum tokens per sentence."})
+    class_names: str | None = field(
+        default=None, metadata={"help": "Comma-separated class names for the TAT heat-map, in label order."}
+    )
 
 
 def main() -> None:
@@ -144,7 +147,9 @@ def main() -> None:
             from advtrain.plotting import plot_confusion_tally
 
             png = os.path.join(values["output_dir"], "confusion_tally.png")
-            plot_confusion_tally(trainer.confusion_tally, path=png)
+            names = script.class_names.split(",") if script.class_names else None
+            plot_confusion_tally(trainer.confusion_tally, path=png, labels=names,
+                                 title=f"TAT confusion tally after {trainer.state.global_step} steps")
             results[method]["confusion_tally"] = [[float(x) for x in row] for row in trainer.confusion_tally]
             results[method]["tally_heatmap"] = png
         print(f"{method}: {results[method]}", flush=True)

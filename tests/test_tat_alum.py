@@ -332,3 +332,31 @@ def test_alum_masked_lm_trains_with_the_language_modeling_collator(tmp_path, tok
     assert [log["step"] for log in logs] == [2, 3]  # the first step ran plain
     assert all(log["adv/loss"] > 0 and log["adv/skipped"] == 0 and log["adv/delta_norm"] <= 1e-5 + 1e-9 for log in logs)
     assert sum(not torch.equal(p, before[n]) for n, p in model.named_parameters()) > 10
+
+
+@pytest.mark.parametrize("trainer_cls,config_cls", [(TATTrainer, TATConfig), (ALUMTrainer, ALUMConfig)])
+def test_constant_clean_side_runs_the_split_backward_with_the_same_gradients(tmp_path, tokenizer, trainer_cls,
+                                                                             config_cls):
+    batch = batch_of(tokenizer, TEXTS, [0, 1, 2])
+    hyper = dict(adv_init_std=0.05, adv_epsilon=0.2, adv_step_size=0.1, tat_fixed_tally=[[0, 1, 0], [0, 0, 1], [1, 0, 0]]
+                 ) if trainer_cls is TATTrainer else dict(adv_init_std=0.05, adv_epsilon=0.2, adv_step_size=0.1)
+    results = {}
+    for clean_gradient, path in ((False, "training_step"), (False, "compute_loss"), (True, "compute_loss")):
+        model = make_model("bert", 3, seed=7)
+        trainer = _trainer(trainer_cls, config_cls, tmp_path, model, adv_clean_gradient=clean_gradient, **hyper)
+        assert trainer.regulariser_detaches_clean is not clean_gradient
+        model.train()
+        torch.manual_seed(5)
+        if path == "training_step":
+            loss = trainer.training_step(model, batch)
+        else:
+            loss = trainer.compute_loss(model, batch)
+            loss.backward()
+        results[(clean_gradient, path)] = (loss.detach(), _grads(model))
+    split, joint, moving = results[(False, "training_step")], results[(False, "compute_loss")], results[(True, "compute_loss")]
+    torch.testing.assert_close(split[0], joint[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(moving[0], joint[0], atol=1e-6, rtol=1e-5)  # same value, different gradient
+    for name in joint[1]:
+        torch.testing.assert_close(split[1][name], joint[1][name], atol=1e-6, rtol=1e-4, msg=name)
+    classifier = "classifier.weight"
+    assert not torch.allclose(moving[1][classifier], joint[1][classifier], atol=1e-7, rtol=1e-5)

@@ -2,6 +2,7 @@ from .alum import ALUMConfig, ALUMTrainer
 from .base import AdversarialConfig, AdversarialTrainer, CleanPass, check_model_supports_perturbation
 from .lds import LDSConfig, LDSTrainer
 from .pgd_at import PGDATConfig, PGDATTrainer
+from .smoothness import SymmetricKLConfig, SymmetricKLTrainer
 from .tat import TATConfig, TATTrainer
 
 __all__ = [
@@ -14,6 +15,8 @@ __all__ = [
     "LDSTrainer",
     "PGDATConfig",
     "PGDATTrainer",
+    "SymmetricKLConfig",
+    "SymmetricKLTrainer",
     "TATConfig",
     "TATTrainer",
     "check_model_supports_perturbation",

@@ -22,13 +22,14 @@ import torch
 
 from ..losses import symmetric_kl
 from ..perturbation import NORMS, STEP_NORMS
-from .base import AdversarialConfig, AdversarialTrainer, CleanPass
+from .base import CleanPass
+from .smoothness import SymmetricKLConfig, SymmetricKLTrainer
 
 
 @dataclass
-class ALUMConfig(AdversarialConfig):
+class ALUMConfig(SymmetricKLConfig):
     r"""
-    Configuration of [`ALUMTrainer`]: [`AdversarialConfig`] with the ALUM paper's defaults for fine-tuning.
+    Configuration of [`ALUMTrainer`]: [`SymmetricKLConfig`] with the ALUM paper's defaults for fine-tuning.
 
     Parameters that control the perturbation:
         adv_steps (`int`, defaults to `1`): ``K`` (paper: 1).
@@ -39,6 +40,7 @@ class ALUMConfig(AdversarialConfig):
         adv_norm (`str`, defaults to `"linf"`), adv_step_norm (`str`, defaults to `"linf"`): the paper's choice.
         adv_weight (`float`, defaults to `1.0`): ``α``; the paper uses 1 for fine-tuning and 10 for (continued)
             masked-LM pre-training, where it also trains plainly first (`adv_start_step`).
+        adv_clean_gradient (`bool`, defaults to `True`): see [`SymmetricKLConfig`].
     """
 
     adv_steps: int = field(default=1, metadata={"help": "K: number of ascent steps (paper: 1)."})
@@ -59,21 +61,17 @@ class ALUMConfig(AdversarialConfig):
     )
 
 
-class ALUMTrainer(AdversarialTrainer):
+class ALUMTrainer(SymmetricKLTrainer):
     """Trains on ``L_task(f(e)) + α · SKL(f(e), f(e+δ))``, with ``δ`` found by ``K`` steps of projected gradient
     ascent on the same symmetric KL (clean side constant). Sequence classification, regression (the divergence is
     then the mean squared difference) and masked LMs (divergence at the masked positions).
 
     The regulariser is MT-DNN's ``SymKlCriterion``: ``KL(sg(p_clean) ‖ p_adv) + KL(sg(p_adv) ‖ p_clean)``, so the
-    clean prediction is pulled toward the perturbed one as well.
+    clean prediction is pulled toward the perturbed one as well (``adv_clean_gradient=False``: the clean side is a
+    constant and the clean graph is freed before the perturbation is searched).
     """
 
     config_class = ALUMConfig
-    # The smoothness term moves the clean prediction too, so it is built with the clean graph alive.
-    regulariser_detaches_clean = False
 
     def perturbation_objective(self, adv_logits: torch.Tensor, clean: CleanPass) -> torch.Tensor:
         return symmetric_kl(clean.logits.detach(), adv_logits, clean.task, clean.labels, reduction="sum")
-
-    def adversarial_loss(self, adv_logits: torch.Tensor, clean: CleanPass) -> torch.Tensor:
-        return symmetric_kl(clean.logits, adv_logits, clean.task, clean.labels, detach_targets=True)

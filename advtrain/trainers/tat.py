@@ -23,17 +23,18 @@ from typing import Any, Optional, Union
 import torch
 from transformers import TrainerCallback
 
-from ..losses import symmetric_kl, task_loss
+from ..losses import task_loss
 from ..perturbation import NORMS, STEP_NORMS
-from .base import AdversarialConfig, AdversarialTrainer, CleanPass
+from .base import CleanPass
+from .smoothness import SymmetricKLConfig, SymmetricKLTrainer
 
 TALLY_UPDATES = ("epoch", "ema")
 
 
 @dataclass
-class TATConfig(AdversarialConfig):
+class TATConfig(SymmetricKLConfig):
     r"""
-    Configuration of [`TATTrainer`]: [`AdversarialConfig`] with the TAT paper's defaults, plus the tally.
+    Configuration of [`TATTrainer`]: [`SymmetricKLConfig`] with the TAT paper's defaults, plus the tally.
 
     Parameters that control the perturbation:
         adv_steps (`int`, defaults to `1`): ``K`` (paper: 1).
@@ -42,6 +43,7 @@ class TATConfig(AdversarialConfig):
         adv_init_std (`float`, defaults to `1e-5`): ``σ``, std of the initial noise (MT-DNN default).
         adv_norm (`str`, defaults to `"linf"`), adv_step_norm (`str`, defaults to `"linf"`): as the paper's code.
         adv_weight (`float`, defaults to `1.0`): ``α`` (paper: 1).
+        adv_clean_gradient (`bool`, defaults to `True`): see [`SymmetricKLConfig`].
 
     Parameters that control the tally ``e(y, y')``:
         tat_tally_update (`str`, defaults to `"epoch"`):
@@ -157,7 +159,7 @@ class _TallyEpochCallback(TrainerCallback):
         self.trainer._start_epoch(int(state.epoch + 1e-6))
 
 
-class TATTrainer(AdversarialTrainer):
+class TATTrainer(SymmetricKLTrainer):
     """Trains on ``CE(f(e), y) + α · SKL(f(e), f(e+δ))``, with ``δ`` found by ``K`` steps of projected gradient
     descent on ``CE(f(e+δ), y_t)`` toward a target label ``y_t`` drawn from the tally of the model's own mistakes.
 
@@ -167,8 +169,6 @@ class TATTrainer(AdversarialTrainer):
     """
 
     config_class = TATConfig
-    # The smoothness term moves the clean prediction too, so it is built with the clean graph alive.
-    regulariser_detaches_clean = False
     descend = True
 
     def __init__(self, *args, **kwargs):
@@ -188,9 +188,6 @@ class TATTrainer(AdversarialTrainer):
 
     def perturbation_objective(self, adv_logits: torch.Tensor, clean: CleanPass) -> torch.Tensor:
         return task_loss(adv_logits, clean.extras["targets"], clean.task, reduction="sum")
-
-    def adversarial_loss(self, adv_logits: torch.Tensor, clean: CleanPass) -> torch.Tensor:
-        return symmetric_kl(clean.logits, adv_logits, clean.task, clean.labels, detach_targets=True)
 
     def prepare_clean_pass(self, clean: CleanPass) -> None:
         if clean.task == "masked_lm":
