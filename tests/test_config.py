@@ -5,11 +5,21 @@ import dataclasses
 import pytest
 from transformers import HfArgumentParser, TrainingArguments
 
-from advtrain import AdversarialConfig, LDSConfig, LDSTrainer, PGDATConfig, PGDATTrainer
+from advtrain import (
+    AdversarialConfig,
+    ALUMConfig,
+    ALUMTrainer,
+    LDSConfig,
+    LDSTrainer,
+    PGDATConfig,
+    PGDATTrainer,
+    TATConfig,
+    TATTrainer,
+)
 
 from conftest import make_model
 
-CONFIGS = [PGDATConfig, LDSConfig]
+CONFIGS = [PGDATConfig, LDSConfig, TATConfig, ALUMConfig]
 
 INVALID = [
     ("adv_steps", 0), ("adv_steps", -1), ("adv_steps", 1.5), ("adv_steps", True),
@@ -48,6 +58,12 @@ def test_paper_defaults(tmp_path):
     lds = LDSConfig(output_dir=str(tmp_path))
     assert (lds.adv_steps, lds.adv_epsilon, lds.adv_norm) == (3, 0.003, "l2")
     assert lds.adv_init_std > 0
+    tat = TATConfig(output_dir=str(tmp_path))
+    assert (tat.adv_steps, tat.adv_epsilon, tat.adv_step_size, tat.adv_weight, tat.adv_norm) == (1, 1e-5, 1e-4, 1.0, "linf")
+    assert (tat.tat_tally_update, tat.tat_num_bins, tat.tat_fixed_tally, tat.adv_clean_gradient) == ("epoch", 10, None, True)
+    alum = ALUMConfig(output_dir=str(tmp_path))
+    assert (alum.adv_steps, alum.adv_epsilon, alum.adv_step_size, alum.adv_init_std, alum.adv_norm) == (
+        1, 1e-5, 1e-3, 1e-5, "linf")
 
 
 def test_lds_warns_on_zero_init(tmp_path):
@@ -57,7 +73,7 @@ def test_lds_warns_on_zero_init(tmp_path):
 
 @pytest.mark.parametrize("config_cls", [AdversarialConfig] + CONFIGS)
 def test_every_field_has_help(config_cls):
-    own = [f for f in dataclasses.fields(config_cls) if f.name.startswith("adv_")]
+    own = [f for f in dataclasses.fields(config_cls) if f.name.startswith(("adv_", "tat_"))]
     assert own
     for f in own:
         assert f.metadata.get("help"), f"{config_cls.__name__}.{f.name} has no help text"
@@ -83,7 +99,8 @@ def test_hf_argument_parser_parses_the_fields(tmp_path):
         HfArgumentParser((PGDATConfig,)).parse_args_into_dataclasses(["--output_dir", "x", "--adv_norm", "l3"])
 
 
-@pytest.mark.parametrize("trainer_cls,config_cls", [(PGDATTrainer, PGDATConfig), (LDSTrainer, LDSConfig)])
+@pytest.mark.parametrize("trainer_cls,config_cls", [(PGDATTrainer, PGDATConfig), (LDSTrainer, LDSConfig),
+                                                    (TATTrainer, TATConfig), (ALUMTrainer, ALUMConfig)])
 def test_plain_training_arguments_are_upgraded(tmp_path, trainer_cls, config_cls):
     args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1.23e-4, seed=7, report_to=[])
     trainer = trainer_cls(model=make_model("bert"), args=args)
