@@ -1,6 +1,6 @@
 """The shared perturbation engine: one implementation of the inner maximisation used by every trainer.
 
-Notation follows ``docs/methods.md``: ``e`` is the word-embedding output (``model.get_input_embeddings()(input_ids)``),
+Notation follows ``docs/engine.md``: ``e`` is the word-embedding output (``model.get_input_embeddings()(input_ids)``),
 ``δ`` (delta) a perturbation of ``e`` that is exactly zero wherever ``attention_mask == 0``, ``σ`` the std of its
 initial noise, ``η`` the step size and ``ε`` the radius of the ball it is projected onto.
 

@@ -46,3 +46,17 @@ def test_compute_loss_func_refused(tmp_path):
             model=make_model("bert", 2), args=PGDATConfig(output_dir=str(tmp_path), report_to=[]),
             compute_loss_func=lambda outputs, labels, num_items_in_batch=None: torch.tensor(0.0),
         )
+
+
+def test_causal_lm_is_refused(tmp_path, tokenizer):
+    from transformers import BertConfig, BertLMHeadModel
+
+    config = BertConfig(vocab_size=400, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                        intermediate_size=37, is_decoder=True)
+    model = BertLMHeadModel(config)
+    trainer = PGDATTrainer(model=model, args=PGDATConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True))
+    batch = batch_of(tokenizer, ["a fine film"], [0])
+    batch["labels"] = batch["input_ids"].clone()
+    model.train()
+    with pytest.raises(ValueError, match="BertLMHeadModel is a causal LM"):
+        trainer.compute_loss(model, batch)

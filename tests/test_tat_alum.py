@@ -227,7 +227,7 @@ def test_fixed_tally_is_validated(tmp_path):
 @pytest.mark.parametrize(
     "field,value",
     [("tat_tally_update", "step"), ("tat_ema_decay", 1.0), ("tat_ema_decay", -0.1), ("tat_tally_prior", -1.0),
-     ("tat_num_bins", 1), ("tat_num_bins", 2.5), ("tat_label_range", [1.0, 0.0]), ("tat_label_range", [0.0])],
+     ("tat_ema_decay", True), ("tat_tally_prior", True), ("tat_num_bins", 1), ("tat_num_bins", 2.5), ("tat_label_range", [1.0, 0.0]), ("tat_label_range", [0.0])],
 )
 def test_invalid_tat_fields_name_the_field(tmp_path, field, value):
     with pytest.raises(ValueError, match=f"`{field}`"):

@@ -321,6 +321,12 @@ class AdversarialTrainer(Trainer):
 
     def _task(self, logits: torch.Tensor) -> str:
         if logits.dim() == 3:
+            config = getattr(self.model, "config", None)
+            if getattr(config, "is_decoder", False) or type(self._module(self.model)).__name__.endswith("ForCausalLM"):
+                raise ValueError(
+                    f"{type(self._module(self.model)).__name__} is a causal LM; advtrain trains sequence classifiers, "
+                    "regressors and masked LMs (its token-level loss does not shift labels)."
+                )
             return "masked_lm"
         problem_type = getattr(getattr(self.model, "config", None), "problem_type", None)
         if problem_type == "multi_label_classification":
@@ -474,6 +480,8 @@ class AdversarialTrainer(Trainer):
             ).to(self.args.device)
             if self.accelerator.num_processes > 1:
                 values = self.accelerator.reduce(values, reduction="mean")
+                if "adv/skipped" in names:  # a count: summed over processes, not averaged
+                    values[names.index("adv/skipped")] *= self.accelerator.num_processes
             logs.update(dict(zip(names, values.tolist())))
             self._adv_metrics.clear()
         super().log(logs, start_time)

@@ -1,4 +1,4 @@
-"""TAT: targeted adversarial training (Wang et al., 2021), built on virtual adversarial training.
+"""TAT: targeted adversarial training (Pereira et al., NAACL 2021), built on virtual adversarial training.
 
 TAT paper (``../papers``), Algorithm 1, with the running tally of the model's mistakes::
 
@@ -48,11 +48,13 @@ class TATConfig(SymmetricKLConfig):
     Parameters that control the tally ``e(y, y')``:
         tat_tally_update (`str`, defaults to `"epoch"`):
             ``"epoch"``: the sampling distribution is rebuilt at the start of each epoch from all counts so far
-            (the paper); ``"ema"``: it moves after every step toward the step's confusions, with `tat_ema_decay`.
+            (the paper); ``"ema"``: it moves after every training batch toward that batch's confusions, with
+            `tat_ema_decay` (a row moves only when the batch holds a mistake on its gold label).
         tat_ema_decay (`float`, defaults to `0.99`): decay of the ``"ema"`` update, in ``[0, 1)``.
         tat_tally_prior (`float`, defaults to `1.0`):
-            Pseudo-count added to every off-diagonal cell: the uniform start, and the floor that keeps every wrong
-            label reachable. ``0`` samples only labels the model has confused (uniform for a row with none).
+            Pseudo-count added to every off-diagonal cell under ``"epoch"`` updates: the uniform start, and the floor
+            that keeps every wrong label reachable. ``0`` samples only labels the model has confused (uniform for a row
+            with none). Under ``"ema"`` the distribution starts uniform and this is not used.
         tat_fixed_tally (`list[list[float]]` or `str`, *optional*):
             A fixed ``C × C`` matrix (or the path of a JSON file holding one) used instead of the running tally: the
             paper's "oracle" mode (e.g. the confusion matrix of a plain fine-tune). Rows are gold labels.
@@ -75,7 +77,7 @@ class TATConfig(SymmetricKLConfig):
         default="epoch",
         metadata={
             "help": "'epoch': rebuild the target distribution from all counts at each epoch start (paper); 'ema': "
-            "move it after every step toward that step's confusions.",
+            "move it after every training batch toward that batch's confusions.",
             "choices": TALLY_UPDATES,
         },
     )
@@ -84,7 +86,8 @@ class TATConfig(SymmetricKLConfig):
     )
     tat_tally_prior: float = field(
         default=1.0,
-        metadata={"help": "Pseudo-count in every off-diagonal tally cell: the uniform start; 0 targets only seen errors."},
+        metadata={"help": "'epoch' updates: pseudo-count in every off-diagonal tally cell (the uniform start); 0 targets "
+                  "only seen errors."},
     )
     tat_fixed_tally: Optional[Union[list, str]] = field(
         default=None,
@@ -103,9 +106,11 @@ class TATConfig(SymmetricKLConfig):
         super().__post_init__()
         if self.tat_tally_update not in TALLY_UPDATES:
             raise ValueError(f"`tat_tally_update` must be one of {TALLY_UPDATES}, got {self.tat_tally_update!r}.")
-        if not (isinstance(self.tat_ema_decay, (int, float)) and 0 <= self.tat_ema_decay < 1):
+        if isinstance(self.tat_ema_decay, bool) or not (isinstance(self.tat_ema_decay, (int, float)) and 0 <= self.tat_ema_decay < 1):
             raise ValueError(f"`tat_ema_decay` must be a number in [0, 1), got {self.tat_ema_decay!r}.")
-        if not (isinstance(self.tat_tally_prior, (int, float)) and self.tat_tally_prior >= 0):
+        if isinstance(self.tat_tally_prior, bool) or not (
+            isinstance(self.tat_tally_prior, (int, float)) and self.tat_tally_prior >= 0
+        ):
             raise ValueError(f"`tat_tally_prior` must be a number ≥ 0, got {self.tat_tally_prior!r}.")
         if not (isinstance(self.tat_num_bins, int) and not isinstance(self.tat_num_bins, bool) and self.tat_num_bins >= 2):
             raise ValueError(f"`tat_num_bins` must be an integer ≥ 2, got {self.tat_num_bins!r}.")
