@@ -1,36 +1,70 @@
-"""advtrain: adversarial training of language models inside the Hugging Face Trainer."""
+"""advtrain: adversarial training of language models inside the Hugging Face Trainer.
 
-from .perturbation import Perturbation, delta_norm, find_perturbation, init_delta, normalize_direction, project
-from .trainers import (
-    ALUMConfig,
-    ALUMTrainer,
-    AdversarialConfig,
-    AdversarialTrainer,
-    LDSConfig,
-    LDSTrainer,
-    PGDATConfig,
-    PGDATTrainer,
-    TATConfig,
-    TATTrainer,
-)
+Names are imported on first use, so that ``import advtrain`` (and the ``advtrain`` command's ``--help``) does not
+pay for importing torch and transformers until a trainer or the engine is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ALUMConfig",
-    "ALUMTrainer",
-    "AdversarialConfig",
-    "AdversarialTrainer",
-    "LDSConfig",
-    "LDSTrainer",
-    "PGDATConfig",
-    "PGDATTrainer",
-    "TATConfig",
-    "TATTrainer",
-    "Perturbation",
-    "delta_norm",
-    "find_perturbation",
-    "init_delta",
-    "normalize_direction",
-    "project",
-]
+_EXPORTS = {
+    "AdversarialConfig": "advtrain.trainers",
+    "AdversarialTrainer": "advtrain.trainers",
+    "ALUMConfig": "advtrain.trainers",
+    "ALUMTrainer": "advtrain.trainers",
+    "LDSConfig": "advtrain.trainers",
+    "LDSTrainer": "advtrain.trainers",
+    "PGDATConfig": "advtrain.trainers",
+    "PGDATTrainer": "advtrain.trainers",
+    "SymmetricKLConfig": "advtrain.trainers",
+    "SymmetricKLTrainer": "advtrain.trainers",
+    "TATConfig": "advtrain.trainers",
+    "TATTrainer": "advtrain.trainers",
+    "Perturbation": "advtrain.perturbation",
+    "delta_norm": "advtrain.perturbation",
+    "find_perturbation": "advtrain.perturbation",
+    "init_delta": "advtrain.perturbation",
+    "normalize_direction": "advtrain.perturbation",
+    "project": "advtrain.perturbation",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .perturbation import Perturbation, delta_norm, find_perturbation, init_delta, normalize_direction, project
+    from .trainers import (
+        ALUMConfig,
+        ALUMTrainer,
+        AdversarialConfig,
+        AdversarialTrainer,
+        LDSConfig,
+        LDSTrainer,
+        PGDATConfig,
+        PGDATTrainer,
+        SymmetricKLConfig,
+        SymmetricKLTrainer,
+        TATConfig,
+        TATTrainer,
+    )
+
+
+_SUBMODULES = ("analysis", "cli", "losses", "perturbation", "plotting", "trainers")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"advtrain.{name}")
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'advtrain' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
