@@ -64,8 +64,15 @@ def plot_confusion_tally(
                 text = f"{int(value)}" if integral else f"{value:.2f}"
                 colour = "black" if shown[row, col] > 0.6 else "white"
                 axes.text(col, row, text, ha="center", va="center", color=colour, fontsize=8)
+    return save_figure(figure, path)
+
+
+def save_figure(figure, path: str | os.PathLike | None):
+    """Lays `figure` out and, given a `path`, writes it as a PNG (folders created) and closes it; returns it."""
     figure.tight_layout()
     if path is not None:
+        import matplotlib.pyplot as plt
+
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         figure.savefig(path, dpi=150)
         plt.close(figure)

@@ -116,9 +116,6 @@ def plot_neuron_analysis(
     left.legend(fontsize=8)
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
-    if path is not None:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        figure.savefig(path, dpi=150)
-        plt.close(figure)
-    return figure
+    from ..plotting import save_figure
+
+    return save_figure(figure, path)
