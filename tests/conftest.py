@@ -135,3 +135,22 @@ def batch_of(tokenizer, texts: list[str], labels, max_length: int = 24) -> dict[
     batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     batch["labels"] = torch.as_tensor(labels)
     return dict(batch)
+
+
+def grads_of(model) -> dict[str, torch.Tensor]:
+    """A copy of every parameter gradient the last backward left."""
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def step_through(trainer, model, batch, path: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One training step of `model` in train mode with the noise seeded, either through `trainer.training_step`
+    (``path="training_step"``) or `compute_loss` plus a plain backward (``"compute_loss"``); returns the loss and
+    the gradients."""
+    model.train()
+    torch.manual_seed(5)
+    if path == "training_step":
+        loss = trainer.training_step(model, batch)
+    else:
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+    return loss.detach(), grads_of(model)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from advtrain import ALUMConfig, ALUMTrainer, TATConfig, TATTrainer
 from advtrain.trainers.tat import target_distribution_from_counts
 
-from conftest import batch_of, make_model, tokenized
+from conftest import batch_of, grads_of, make_model, step_through, tokenized
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "the film is bad", "it 's a cold , dull , empty story ."]
 MASK_ID = 4
@@ -29,10 +29,6 @@ def _linf_step(delta, grad, mask, step_size, epsilon, sign):
     grad = grad * mask
     direction = grad / (grad.abs().amax(-1, keepdim=True) + 1e-12)
     return ((delta.detach() + sign * step_size * direction) * mask).clamp(-epsilon, epsilon)
-
-
-def _grads(model):
-    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 def _trainer(trainer_cls, config_cls, tmp_path, model, **config):
@@ -66,7 +62,7 @@ def test_tat_targeted_step_equals_hand_computed(tmp_path, tokenizer):
     adv = model(**inputs, inputs_embeds=model.get_input_embeddings()(batch["input_ids"]) + delta).logits
     expected = F.cross_entropy(clean, labels) + 0.7 * _skl_mtdnn(clean, adv)
     expected.backward()
-    expected_grads = _grads(model)
+    expected_grads = grads_of(model)
     # The step went toward the target: the targeted loss fell.
     assert F.cross_entropy(adv, targets, reduction="sum") < targeted - 1e-3
 
@@ -76,7 +72,7 @@ def test_tat_targeted_step_equals_hand_computed(tmp_path, tokenizer):
     loss = trainer.compute_loss(model, batch)
     torch.testing.assert_close(loss, expected, atol=1e-5, rtol=0)
     loss.backward()
-    grads = _grads(model)
+    grads = grads_of(model)
     assert grads.keys() == expected_grads.keys()
     for name, value in expected_grads.items():
         torch.testing.assert_close(grads[name], value, atol=1e-6, rtol=1e-4, msg=name)
@@ -302,7 +298,7 @@ def test_alum_loss_equals_hand_computed(tmp_path, tokenizer, task):
     model.train()
     expected = _alum_hand(model, batch, task_loss, select, seed=11, **hyper)
     expected.backward()
-    expected_grads = _grads(model)
+    expected_grads = grads_of(model)
 
     model = build()
     model.train()
@@ -313,8 +309,9 @@ def test_alum_loss_equals_hand_computed(tmp_path, tokenizer, task):
     torch.testing.assert_close(loss, expected, atol=1e-5, rtol=0)
     assert trainer._adv_metrics["adv/loss"][-1] > 0
     loss.backward()
+    grads = grads_of(model)
     for name, value in expected_grads.items():
-        torch.testing.assert_close(_grads(model)[name], value, atol=1e-6, rtol=1e-4, msg=name)
+        torch.testing.assert_close(grads[name], value, atol=1e-6, rtol=1e-4, msg=name)
 
 
 def test_alum_masked_lm_trains_with_the_language_modeling_collator(tmp_path, tokenizer):
@@ -345,14 +342,7 @@ def test_constant_clean_side_runs_the_split_backward_with_the_same_gradients(tmp
         model = make_model("bert", 3, seed=7)
         trainer = _trainer(trainer_cls, config_cls, tmp_path, model, adv_clean_gradient=clean_gradient, **hyper)
         assert trainer.regulariser_detaches_clean is not clean_gradient
-        model.train()
-        torch.manual_seed(5)
-        if path == "training_step":
-            loss = trainer.training_step(model, batch)
-        else:
-            loss = trainer.compute_loss(model, batch)
-            loss.backward()
-        results[(clean_gradient, path)] = (loss.detach(), _grads(model))
+        results[(clean_gradient, path)] = step_through(trainer, model, batch, path)
     split, joint, moving = results[(False, "training_step")], results[(False, "compute_loss")], results[(True, "compute_loss")]
     torch.testing.assert_close(split[0], joint[0], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(moving[0], joint[0], atol=1e-6, rtol=1e-5)  # same value, different gradient

@@ -10,7 +10,7 @@ from transformers import Trainer, TrainingArguments
 
 from advtrain import LDSConfig, LDSTrainer, PGDATConfig, PGDATTrainer
 
-from conftest import MODEL_FAMILIES, batch_of, make_model, tokenized
+from conftest import MODEL_FAMILIES, batch_of, grads_of, make_model, step_through, tokenized
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "the film is bad", "it 's a cold , dull , empty story ."]
 LABELS = [1, 0, 0]
@@ -101,10 +101,6 @@ def test_return_outputs_and_evaluation_use_the_clean_model(tmp_path, tokenizer, 
     assert not trainer._adv_metrics["adv/loss"][1:]  # evaluation recorded nothing
 
 
-def _grads(model):
-    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
-
-
 @pytest.mark.parametrize("method", TRAINERS)
 @pytest.mark.parametrize("steps", [1, 3])
 def test_split_backward_step_equals_compute_loss_backward(tmp_path, tokenizer, method, steps):
@@ -114,14 +110,7 @@ def test_split_backward_step_equals_compute_loss_backward(tmp_path, tokenizer, m
         model = make_model("bert", 3, seed=2)
         trainer = _trainer(method, tmp_path, model, adv_steps=steps, adv_epsilon=0.2, adv_step_size=0.1,
                            adv_init_std=0.01)
-        model.train()
-        torch.manual_seed(5)
-        if path == "training_step":
-            loss = trainer.training_step(model, batch)
-        else:
-            loss = trainer.compute_loss(model, batch)
-            loss.backward()
-        results.append((loss.detach(), _grads(model)))
+        results.append(step_through(trainer, model, batch, path))
     (loss_a, grads_a), (loss_b, grads_b) = results
     torch.testing.assert_close(loss_a, loss_b, atol=1e-6, rtol=1e-5)
     assert grads_a.keys() == grads_b.keys() and len(grads_a) > 10
@@ -218,7 +207,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tmp_path, tokenizer, me
         model.train()
         torch.manual_seed(9)
         trainer.training_step(model, batch)
-        grads.append(_grads(model))
+        grads.append(grads_of(model))
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-6, rtol=1e-4, msg=name)
 

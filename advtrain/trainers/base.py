@@ -35,6 +35,23 @@ from ..perturbation import NORMS, STEP_NORMS, delta_norm, find_perturbation, tok
 ADVERSARIAL_STATE_NAME = "advtrain_state.pt"
 
 
+def is_int(value: Any) -> bool:
+    """An integer that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An int or float that is neither a bool nor NaN."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def check_field(config: Any, ok: bool, name: str, expected: str) -> None:
+    """Raises the ``ValueError`` every advtrain config gives for an invalid field: its name, what it must be, and
+    the value it got."""
+    if not ok:
+        raise ValueError(f"`{name}` must be {expected}, got {getattr(config, name)!r}.")
+
+
 @dataclass
 class AdversarialConfig(TrainingArguments):
     r"""
@@ -100,14 +117,7 @@ class AdversarialConfig(TrainingArguments):
 
     def _validate_adversarial_fields(self) -> None:
         def check(ok: bool, name: str, expected: str) -> None:
-            if not ok:
-                raise ValueError(f"`{name}` must be {expected}, got {getattr(self, name)!r}.")
-
-        def is_int(value: Any) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        def is_number(value: Any) -> bool:
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+            check_field(self, ok, name, expected)
 
         check(is_int(self.adv_steps) and self.adv_steps >= 1, "adv_steps", "an integer ≥ 1")
         check(is_number(self.adv_step_size) and self.adv_step_size > 0, "adv_step_size", "a number > 0")
@@ -321,11 +331,11 @@ class AdversarialTrainer(Trainer):
 
     def _task(self, logits: torch.Tensor) -> str:
         if logits.dim() == 3:
-            config = getattr(self.model, "config", None)
-            if getattr(config, "is_decoder", False) or type(self._module(self.model)).__name__.endswith("ForCausalLM"):
+            name = type(self._module(self.model)).__name__
+            if getattr(getattr(self.model, "config", None), "is_decoder", False) or name.endswith("ForCausalLM"):
                 raise ValueError(
-                    f"{type(self._module(self.model)).__name__} is a causal LM; advtrain trains sequence classifiers, "
-                    "regressors and masked LMs (its token-level loss does not shift labels)."
+                    f"{name} is a causal LM; advtrain trains sequence classifiers, regressors and masked LMs (its "
+                    "token-level loss does not shift labels)."
                 )
             return "masked_lm"
         problem_type = getattr(getattr(self.model, "config", None), "problem_type", None)

@@ -25,7 +25,7 @@ from transformers import TrainerCallback
 
 from ..losses import task_loss
 from ..perturbation import NORMS, STEP_NORMS
-from .base import CleanPass
+from .base import CleanPass, check_field, is_int, is_number
 from .smoothness import SymmetricKLConfig, SymmetricKLTrainer
 
 TALLY_UPDATES = ("epoch", "ema")
@@ -104,22 +104,16 @@ class TATConfig(SymmetricKLConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.tat_tally_update not in TALLY_UPDATES:
-            raise ValueError(f"`tat_tally_update` must be one of {TALLY_UPDATES}, got {self.tat_tally_update!r}.")
-        if isinstance(self.tat_ema_decay, bool) or not (isinstance(self.tat_ema_decay, (int, float)) and 0 <= self.tat_ema_decay < 1):
-            raise ValueError(f"`tat_ema_decay` must be a number in [0, 1), got {self.tat_ema_decay!r}.")
-        if isinstance(self.tat_tally_prior, bool) or not (
-            isinstance(self.tat_tally_prior, (int, float)) and self.tat_tally_prior >= 0
-        ):
-            raise ValueError(f"`tat_tally_prior` must be a number ≥ 0, got {self.tat_tally_prior!r}.")
-        if not (isinstance(self.tat_num_bins, int) and not isinstance(self.tat_num_bins, bool) and self.tat_num_bins >= 2):
-            raise ValueError(f"`tat_num_bins` must be an integer ≥ 2, got {self.tat_num_bins!r}.")
+        check_field(self, self.tat_tally_update in TALLY_UPDATES, "tat_tally_update", f"one of {TALLY_UPDATES}")
+        check_field(self, is_number(self.tat_ema_decay) and 0 <= self.tat_ema_decay < 1, "tat_ema_decay",
+                    "a number in [0, 1)")
+        check_field(self, is_number(self.tat_tally_prior) and self.tat_tally_prior >= 0, "tat_tally_prior",
+                    "a number ≥ 0")
+        check_field(self, is_int(self.tat_num_bins) and self.tat_num_bins >= 2, "tat_num_bins", "an integer ≥ 2")
         if self.tat_label_range is not None:
             bounds = list(self.tat_label_range)
-            if len(bounds) != 2 or not all(isinstance(b, (int, float)) and math.isfinite(b) for b in bounds) or not (
-                bounds[0] < bounds[1]
-            ):
-                raise ValueError(f"`tat_label_range` must be [low, high] with low < high, got {self.tat_label_range!r}.")
+            valid = len(bounds) == 2 and all(is_number(b) and math.isfinite(b) for b in bounds) and bounds[0] < bounds[1]
+            check_field(self, valid, "tat_label_range", "[low, high] with low < high")
             self.tat_label_range = [float(b) for b in bounds]
         if self.tat_fixed_tally is not None:
             self.tat_fixed_tally = _read_matrix(self.tat_fixed_tally)
@@ -200,7 +194,7 @@ class TATTrainer(SymmetricKLTrainer):
         gold, predicted = self._classes_of(clean)
         num_classes = self._num_classes(clean)
         self._ensure_tally(num_classes, clean.logits.device)
-        target_classes = torch.multinomial(self._probs.to(clean.logits.device)[gold].float(), 1).squeeze(1)
+        target_classes = torch.multinomial(self._probs[gold].float(), 1).squeeze(1)
         if clean.task == "regression":
             low, width = self._bin_edges[target_classes], self._bin_edges[1] - self._bin_edges[0]
             targets = low + width * torch.rand(target_classes.shape, device=low.device, dtype=low.dtype)
