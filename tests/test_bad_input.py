@@ -30,6 +30,12 @@ def test_labels_out_of_range(trainer, tokenizer, labels):
         trainer.compute_loss(trainer.model, batch)
 
 
+@pytest.mark.parametrize("fsdp", [True, "full_shard"])
+def test_fsdp_refused(tmp_path, fsdp):
+    with pytest.raises(ValueError, match="`fsdp` must be off with an advtrain config.*Use DDP"):
+        PGDATConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, fsdp=fsdp)
+
+
 def test_multi_label_refused(tmp_path, tokenizer):
     model = make_model("bert", 3)
     model.config.problem_type = "multi_label_classification"

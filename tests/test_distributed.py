@@ -1,4 +1,9 @@
-"""Two CPU processes (torchrun, gloo) train like one process with the same global batch, and do not hang.
+"""Two CPU processes (`accelerate launch` and torchrun, gloo) train like one process with the same global batch, and
+do not hang.
+
+`accelerate launch --cpu --num_processes 2` silently starts ONE process; ``--multi_gpu`` on a machine without CUDA
+starts two that fall back to gloo, which is what users on CPU (and the docs) use. Each run asserts that it really
+had two processes.
 
 The inner ascent passes run through the unwrapped module, the clean backward of the split path runs under
 ``no_sync``; a bug in either shows here as a hang (caught by the timeout) or as diverging weights.
@@ -28,14 +33,23 @@ def _run(cmd, cwd):
     assert result.returncode == 0, result.stderr[-4000:]
 
 
-@pytest.mark.parametrize("method", ["pgd_at", "pgd_at_fast", "lds", "tat", "alum"])
-def test_two_processes_match_one(tmp_path, method):
+def _launcher(name: str) -> list[str]:
+    if name == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+    ]
+
+
+@pytest.mark.parametrize(
+    "method,launcher",
+    [("pgd_at", "accelerate"), ("pgd_at_fast", "accelerate"), ("lds", "accelerate"), ("tat", "accelerate"),
+     ("alum", "accelerate"), ("pgd_at", "torchrun")],
+)
+def test_two_processes_match_one(tmp_path, method, launcher):
     _run([sys.executable, str(SCRIPT), method, str(tmp_path), "4"], tmp_path)
-    _run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-         str(SCRIPT), method, str(tmp_path), "2"],
-        tmp_path,
-    )
+    _run(_launcher(launcher) + [str(SCRIPT), method, str(tmp_path), "2"], tmp_path)
     single = torch.load(tmp_path / "weights_ws1.pt")
     double = torch.load(tmp_path / "weights_ws2.pt")
     assert double["world_size"] == 2

@@ -31,25 +31,9 @@ except ImportError:  # pragma: no cover
 
 from ..losses import task_loss
 from ..perturbation import NORMS, STEP_NORMS, delta_norm, find_perturbation, token_mask_like
+from ..validation import check_field, is_int, is_number
 
 ADVERSARIAL_STATE_NAME = "advtrain_state.pt"
-
-
-def is_int(value: Any) -> bool:
-    """An integer that is not a bool."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> bool:
-    """An int or float that is neither a bool nor NaN."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-
-
-def check_field(config: Any, ok: bool, name: str, expected: str) -> None:
-    """Raises the ``ValueError`` every advtrain config gives for an invalid field: its name, what it must be, and
-    the value it got."""
-    if not ok:
-        raise ValueError(f"`{name}` must be {expected}, got {getattr(config, name)!r}.")
 
 
 @dataclass
@@ -131,6 +115,12 @@ class AdversarialConfig(TrainingArguments):
             raise ValueError(
                 f"`label_smoothing_factor` must be 0 with an advtrain config, got {self.label_smoothing_factor}: "
                 "the adversarial objective uses plain cross-entropy."
+            )
+        if self.fsdp:
+            raise ValueError(
+                f"`fsdp` must be off with an advtrain config, got {self.fsdp!r}: the inner loop runs forward passes "
+                "through the unwrapped model, whose parameters FSDP shards. Use DDP (`accelerate launch --multi_gpu`, "
+                "`torchrun`) instead."
             )
         if self.gradient_checkpointing:
             kwargs = dict(self.gradient_checkpointing_kwargs or {})
