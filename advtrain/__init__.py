@@ -30,11 +30,46 @@ _EXPORTS = {
     "init_delta": "advtrain.perturbation",
     "normalize_direction": "advtrain.perturbation",
     "project": "advtrain.perturbation",
+    "MissingResourceError": "advtrain.resources",
+    # Offline augmenters.
+    "AugmentationReport": "advtrain.augment",
+    "Augmenter": "advtrain.augment",
+    "BackTranslation": "advtrain.augment",
+    "EDA": "advtrain.augment",
+    "FastTranslateBackend": "advtrain.augment",
+    "SSMBA": "advtrain.augment",
+    # Attacks and online attack-based augmentation.
+    "ATTACK_RECIPES": "advtrain.attacks",
+    "Attack": "advtrain.attacks",
+    "AttackResult": "advtrain.attacks",
+    "OnlineAttackAugmentation": "advtrain.attacks.online",
+    "SentenceEncoder": "advtrain.attacks",
+    "WordSubstitutionAttack": "advtrain.attacks",
+    "WordVectors": "advtrain.attacks",
+    "a2t": "advtrain.attacks",
+    "a2t_mlm": "advtrain.attacks",
+    "bert_attack": "advtrain.attacks",
+    "build_attack": "advtrain.attacks",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .attacks import (
+        ATTACK_RECIPES,
+        Attack,
+        AttackResult,
+        SentenceEncoder,
+        WordSubstitutionAttack,
+        WordVectors,
+        a2t,
+        a2t_mlm,
+        bert_attack,
+        build_attack,
+    )
+    from .attacks.online import OnlineAttackAugmentation
+    from .augment import EDA, SSMBA, AugmentationReport, Augmenter, BackTranslation, FastTranslateBackend
+    from .resources import MissingResourceError
     from .perturbation import Perturbation, delta_norm, find_perturbation, init_delta, normalize_direction, project
     from .trainers import (
         ALUMConfig,
@@ -52,7 +87,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
 
 
-_SUBMODULES = ("analysis", "cli", "losses", "perturbation", "plotting", "trainers")
+_SUBMODULES = ("analysis", "attacks", "augment", "cli", "losses", "perturbation", "plotting", "resources", "trainers", "validation")
 
 
 def __getattr__(name: str) -> Any:
