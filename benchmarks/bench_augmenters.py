@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--sentences", type=int, default=200, help="MR sentences for EDA")
+    p.add_argument("--sentences", type=int, default=2000, help="MR sentences for EDA")
     p.add_argument("--ssmba-sentences", type=int, default=16, help="MR sentences for SSMBA (nlpaug's is slow)")
     p.add_argument("--num-augmentations", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)

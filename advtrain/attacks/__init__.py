@@ -1,4 +1,5 @@
-"""advtrain's own batched word-substitution attacks (A2T, A2T-MLM, BERT-Attack) behind the `Attack` protocol."""
+"""advtrain's own batched word-substitution attacks (A2T, A2T-MLM, BERT-Attack) behind the `Attack` protocol, and the
+TextAttack adapter (textattack itself is imported only when the adapter is used)."""
 
 from .candidates import EmbeddingNeighbourSwap, MaskedLMSwap, load_masked_lm
 from .constraints import (
@@ -18,6 +19,7 @@ from ..lexicon import WordNetFilter, load_stopwords, load_wordnet
 from .recipes import ATTACK_RECIPES, a2t, a2t_mlm, bert_attack, build_attack
 from .results import STATUSES, Attack, AttackResult
 from .search import WordSubstitutionAttack
+from .textattack_adapter import TextAttackAttack, textattack_recipe, textattack_word_embedding
 from .vectors import WordVectors
 from .words import Words, is_word
 
@@ -37,6 +39,7 @@ __all__ = [
     "SentenceEncoder",
     "SentenceEncoderSimilarity",
     "StopwordModification",
+    "TextAttackAttack",
     "WordEmbeddingDistance",
     "WordNetFilter",
     "WordSubstitutionAttack",
@@ -51,4 +54,6 @@ __all__ = [
     "load_stopwords",
     "load_wordnet",
     "spacy_pos_tagger",
+    "textattack_recipe",
+    "textattack_word_embedding",
 ]

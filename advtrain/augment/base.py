@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from datasets import Dataset
+from datasets import Dataset, Features, Value
 
 from ..validation import check_field, is_int, is_number
 
@@ -233,13 +233,14 @@ class Augmenter:
                     for c, t in zip(self.text_columns, copy):
                         new_text[c].append(t)
 
-        out = dataset.select(rows).flatten_indices()
-        order = list(dataset.column_names)
-        for c in self.text_columns:
-            out = out.remove_columns(c).add_column(c, new_text[c], feature=dataset.features[c])
-        out = out.add_column(self.source_index_column, rows)
-        out = out.select_columns(order + [self.source_index_column])
-        out = self._apply_relabel(out, is_copy)
+        # Columnar assembly (Arrow take + one from_dict): row-by-row Dataset access would cost more than EDA itself.
+        columns = dataset.remove_columns(list(self.text_columns)).select(rows).to_dict()
+        columns.update(new_text)
+        columns[self.source_index_column] = rows
+        self._apply_relabel(columns, is_copy)
+        features = Features({**dataset.features, self.source_index_column: Value("int64")})
+        order = list(dataset.column_names) + [self.source_index_column]
+        out = Dataset.from_dict({c: columns[c] for c in order}, features=features)
 
         num_original = num_rows if self.keep_original else 0
         self.last_report = AugmentationReport(
@@ -259,19 +260,17 @@ class Augmenter:
         """Alias of `__call__`."""
         return self(dataset)
 
-    def _apply_relabel(self, out: Dataset, is_copy: list[bool]) -> Dataset:
+    def _apply_relabel(self, columns: dict[str, list], is_copy: list[bool]) -> None:
+        """Passes the kept augmentations (as row dicts) to `relabel` and writes what it returns into `columns`."""
         copy_rows = [k for k, flag in enumerate(is_copy) if flag]
         if not copy_rows:
-            return out
-        new_values = self.relabel([out[k] for k in copy_rows])
+            return
+        new_values = self.relabel([{c: values[k] for c, values in columns.items()} for k in copy_rows])
         if new_values is None:
-            return out
-        by_row = dict(zip(copy_rows, new_values))
-
-        def update(row: dict[str, Any], k: int) -> dict[str, Any]:
-            return by_row.get(k, {})
-
-        return out.map(update, with_indices=True, desc="relabel")
+            return
+        for k, update in zip(copy_rows, new_values):
+            for c, value in update.items():
+                columns[c][k] = value
 
     def progress(self, total: int, desc: str) -> Any:
         """A tqdm bar over `total` items (disabled by ``show_progress=False``)."""
