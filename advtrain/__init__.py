@@ -89,7 +89,9 @@ if TYPE_CHECKING:  # pragma: no cover
     )
 
 
-_SUBMODULES = ("analysis", "attacks", "augment", "cli", "losses", "perturbation", "plotting", "resources", "trainers", "validation")
+_SUBMODULES = (
+    "analysis", "attacks", "augment", "cli", "lexicon", "losses", "perturbation", "plotting", "resources", "trainers", "validation"
+)
 
 
 def __getattr__(name: str) -> Any:
