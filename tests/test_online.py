@@ -383,3 +383,30 @@ def test_trainer_with_online_rounds_under_accelerate_launch(tmp_path):
             assert strip(ranks[0][key]) == strip(ranks[1][key])
         else:
             assert ranks[0][key] == ranks[1][key], key
+
+
+def test_a_failing_process_still_reaches_the_gather(raw, tokenizer, monkeypatch):
+    """Under several processes, an exception on one rank must not leave the others waiting in the all-gather: the
+    failing rank joins the gather with its error and every rank raises after it. Simulated here as rank 0 of 2."""
+    import advtrain.attacks.online as online
+
+    gathers = []
+
+    def all_gather_object(out, obj):
+        gathers.append(obj)
+        out[0], out[1] = obj, ([], [], None)  # the other rank succeeded with an empty shard
+
+    monkeypatch.setattr(online.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(online.dist, "get_rank", lambda: 0)
+    monkeypatch.setattr(online.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(online.dist, "all_gather_object", all_gather_object)
+    aug = augmentation(raw, tokenizer)
+
+    def broken_verify(model, results):
+        raise KeyError("verification broke")
+
+    monkeypatch.setattr(aug, "_verify", broken_verify)
+    with pytest.raises(RuntimeError, match=r"round 1 failed on 1 of 2 processes: \[\"rank 0: KeyError: 'verification broke'\"\]"):
+        aug.run_round(sensitive_model())
+    assert len(gathers) == 1 and gathers[0][2].startswith("KeyError")
+    assert aug.round == 0 and aug.adversarial_results == []

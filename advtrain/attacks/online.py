@@ -457,8 +457,16 @@ class OnlineAttackAugmentation(TrainerCallback):
                 random.seed(round_seed)
                 np.random.seed(round_seed)
                 model.eval()
-                results = self._attack_shard(model, mine, start)
-                unverified = self._verify(model, results) if self.verify else set()
+                failure: str | None = None
+                try:
+                    results = self._attack_shard(model, mine, start)
+                    unverified = self._verify(model, results) if self.verify else set()
+                except Exception as err:
+                    if world == 1:
+                        raise
+                    # Raising here would leave the other processes waiting in the gather below; every process
+                    # raises after it instead.
+                    failure, results, unverified = f"{type(err).__name__}: {err}", [], set()
         finally:
             random.setstate(py_state)
             np.random.set_state(np_state)
@@ -470,8 +478,12 @@ class OnlineAttackAugmentation(TrainerCallback):
 
         if world > 1:
             gathered: list[Any] = [None] * world
-            dist.all_gather_object(gathered, ([r.to_dict() for r in results], sorted(unverified)))
-            per_rank = [([AttackResult.from_dict(d) for d in res], set(unv)) for res, unv in gathered]
+            dist.all_gather_object(gathered, ([r.to_dict() for r in results], sorted(unverified), failure))
+            failures = [f"rank {r}: {message}" for r, (_, _, message) in enumerate(gathered) if message]
+            if failures:
+                raise RuntimeError(f"OnlineAttackAugmentation: round {index} failed on {len(failures)} of {world} "
+                                   f"processes: {failures}")
+            per_rank = [([AttackResult.from_dict(d) for d in res], set(unv)) for res, unv, _ in gathered]
         else:
             per_rank = [(results, unverified)]
         # Back to the sample's order: position j of rank r's shard is indices[r + j * world].
