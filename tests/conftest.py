@@ -9,6 +9,9 @@ from __future__ import annotations
 import collections
 import json
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -154,3 +157,29 @@ def step_through(trainer, model, batch, path: str) -> tuple[torch.Tensor, dict[s
         loss = trainer.compute_loss(model, batch)
         loss.backward()
     return loss.detach(), grads_of(model)
+
+
+def two_process_launcher(name: str) -> list[str]:
+    """The command prefix that starts a script in two CPU processes (gloo): ``"torchrun"`` or ``"accelerate"``.
+
+    `accelerate launch --cpu --num_processes 2` silently starts ONE process; ``--multi_gpu`` on a machine without
+    CUDA starts two that fall back to gloo."""
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    if name == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
+    if name == "accelerate":
+        return [
+            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", port,
+        ]
+    raise ValueError(f"unknown launcher {name!r}")
+
+
+def run_checked(cmd: list[str], cwd, timeout: int = 300) -> None:
+    """Runs `cmd` on one CPU thread per process, no GPU; fails the test with the end of stderr unless it exits 0 (a
+    hang fails through the timeout)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-4000:]

@@ -9,37 +9,14 @@ The inner ascent passes run through the unwrapped module, the clean backward of 
 ``no_sync``; a bug in either shows here as a hang (caught by the timeout) or as diverging weights.
 """
 
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_checked, two_process_launcher
 
 SCRIPT = Path(__file__).parent / "scripts" / "ddp_train.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _run(cmd, cwd):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-4000:]
-
-
-def _launcher(name: str) -> list[str]:
-    if name == "torchrun":
-        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
-    return [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-    ]
 
 
 @pytest.mark.parametrize(
@@ -48,8 +25,8 @@ def _launcher(name: str) -> list[str]:
      ("alum", "accelerate"), ("pgd_at", "torchrun")],
 )
 def test_two_processes_match_one(tmp_path, method, launcher):
-    _run([sys.executable, str(SCRIPT), method, str(tmp_path), "4"], tmp_path)
-    _run(_launcher(launcher) + [str(SCRIPT), method, str(tmp_path), "2"], tmp_path)
+    run_checked([sys.executable, str(SCRIPT), method, str(tmp_path), "4"], tmp_path, timeout=240)
+    run_checked(two_process_launcher(launcher) + [str(SCRIPT), method, str(tmp_path), "2"], tmp_path, timeout=240)
     single = torch.load(tmp_path / "weights_ws1.pt")
     double = torch.load(tmp_path / "weights_ws2.pt")
     assert double["world_size"] == 2

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_model, read_jsonl
+from conftest import make_model, read_jsonl, run_checked, two_process_launcher
 from datasets import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
@@ -336,23 +332,13 @@ def test_resume_restores_round_and_adversarial_examples_and_continues_identicall
         torch.testing.assert_close(b, a, msg=name)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_hold_the_same_adversarial_set_as_one(tmp_path):
     # The one-process round runs here (a third interpreter start costs more than the round itself).
     spec = importlib.util.spec_from_file_location("online_ddp", SCRIPT)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     script.main(str(tmp_path))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           str(SCRIPT), str(tmp_path)]
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-4000:]
+    run_checked(two_process_launcher("torchrun") + [str(SCRIPT), str(tmp_path)], tmp_path, timeout=240)
     single = json.loads((tmp_path / "ws1_rank0.json").read_text())
     ranks = [json.loads((tmp_path / f"ws2_rank{r}.json").read_text()) for r in (0, 1)]
     assert single["successful"], "the round found no adversarial example"
@@ -366,12 +352,7 @@ def test_trainer_with_online_rounds_under_accelerate_launch(tmp_path):
     """A full TATTrainer run with a round every 2 steps in two processes (`accelerate launch`, gloo) finishes, and both
     ranks end with the same adversarial set, the same weights and the rounds' metrics in their log history."""
     script = Path(__file__).parent / "scripts" / "online_trainer_ddp.py"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()), str(script), str(tmp_path)]
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-4000:]
+    run_checked(two_process_launcher("accelerate") + [str(script), str(tmp_path)], tmp_path)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world_size"] == 2
     assert [r["round"] for r in ranks[0]["rounds"]] == [1, 2]
