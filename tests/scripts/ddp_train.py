@@ -10,7 +10,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import torch  # noqa: E402
-from conftest import build_tokenizer, make_model, tokenized  # noqa: E402
+from conftest import build_tokenizer, exit_distributed_script, make_model, tokenized  # noqa: E402
 from pathlib import Path  # noqa: E402
 from transformers import DataCollatorWithPadding  # noqa: E402
 
@@ -60,7 +60,4 @@ def main(method: str, out: str, per_device_batch: int) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
-    # Tear the process group down before the interpreter exits: left to exit-time destructors, gloo's threads can
-    # abort a rank ("terminate called without an active exception", SIGABRT) after a successful run.
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    exit_distributed_script()

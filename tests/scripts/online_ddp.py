@@ -11,7 +11,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import torch.distributed as dist  # noqa: E402
-from conftest import build_tokenizer, read_jsonl  # noqa: E402
+from conftest import build_tokenizer, exit_distributed_script, read_jsonl  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from pathlib import Path  # noqa: E402
 from test_online import MAX_LENGTH, GreedySwapAttack, sensitive_model  # noqa: E402
@@ -51,9 +51,8 @@ def main(out: str) -> None:
             "items": [aug.train_dataset[i] for i in range(len(aug.train_dataset))],
             "shard_sizes": shard_sizes,
         }, f)
-    if world > 1:
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    exit_distributed_script()

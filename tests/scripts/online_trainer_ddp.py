@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import torch  # noqa: E402
-from conftest import build_tokenizer, read_jsonl  # noqa: E402
+from conftest import build_tokenizer, exit_distributed_script, read_jsonl  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from pathlib import Path  # noqa: E402
 from test_online import MAX_LENGTH, GreedySwapAttack, sensitive_model  # noqa: E402
@@ -55,7 +55,4 @@ def main(out: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
-    # Tear the process group down before the interpreter exits: left to exit-time destructors, gloo's threads can
-    # abort a rank ("terminate called without an active exception", SIGABRT) after a successful run.
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    exit_distributed_script()
