@@ -51,6 +51,19 @@ _EXPORTS = {
     "a2t_mlm": "advtrain.attacks",
     "bert_attack": "advtrain.attacks",
     "build_attack": "advtrain.attacks",
+    "bae": "advtrain.attacks",
+    "pwws": "advtrain.attacks",
+    "textfooler": "advtrain.attacks",
+    # Robustness evaluation.
+    "EVALUATION_ATTACKS": "advtrain.evaluation",
+    "AttackSummary": "advtrain.evaluation",
+    "RobustnessReport": "advtrain.evaluation",
+    "TemperatureScaledModel": "advtrain.evaluation",
+    "build_evaluation_attack": "advtrain.evaluation",
+    "clean_accuracy": "advtrain.evaluation",
+    "evaluate_robustness": "advtrain.evaluation",
+    "fit_temperature": "advtrain.evaluation",
+    "summarize_attack": "advtrain.evaluation",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -66,11 +79,25 @@ if TYPE_CHECKING:  # pragma: no cover
         WordVectors,
         a2t,
         a2t_mlm,
+        bae,
         bert_attack,
         build_attack,
+        pwws,
+        textfooler,
     )
     from .attacks.online import OnlineAttackAugmentation
     from .augment import EDA, SSMBA, AugmentationReport, Augmenter, BackTranslation, FastTranslateBackend
+    from .evaluation import (
+        EVALUATION_ATTACKS,
+        AttackSummary,
+        RobustnessReport,
+        TemperatureScaledModel,
+        build_evaluation_attack,
+        clean_accuracy,
+        evaluate_robustness,
+        fit_temperature,
+        summarize_attack,
+    )
     from .resources import MissingResourceError
     from .perturbation import Perturbation, delta_norm, find_perturbation, init_delta, normalize_direction, project
     from .trainers import (
@@ -90,7 +117,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 _SUBMODULES = (
-    "analysis", "attacks", "augment", "cli", "lexicon", "losses", "perturbation", "plotting", "resources", "trainers", "validation"
+    "analysis", "attacks", "augment", "cli", "data", "demo", "evaluation", "lexicon", "losses", "perturbation",
+    "plotting", "resources", "trainers", "validation",
 )
 
 

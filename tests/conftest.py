@@ -159,6 +159,16 @@ def step_through(trainer, model, batch, path: str) -> tuple[torch.Tensor, dict[s
     return loss.detach(), grads_of(model)
 
 
+@pytest.fixture
+def one_thread():
+    """Runs a test on one intra-op thread and restores the setting afterwards: with tiny tensors, waking a second
+    thread costs more than the work itself (on a loaded machine, 100× more)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def two_process_launcher(name: str) -> list[str]:
     """The command prefix that starts a script in two CPU processes (gloo): ``"torchrun"`` or ``"accelerate"``.
 

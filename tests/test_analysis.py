@@ -35,14 +35,7 @@ from advtrain.cli import build_parser, main
 from conftest import REPO, VOCAB_SIZE
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Every tensor here is tiny: waking a second intra-op thread costs more than the work itself (on a loaded
-    # machine, 100× more), so these tests run single-threaded and restore the setting afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic(encoders: dict[str, tuple[int, float]], num_words: int = 600, num_neurons: int = 16, seed: int = 0):

@@ -30,11 +30,15 @@ from advtrain.attacks import (
     Words,
     WordSubstitutionAttack,
     WordVectors,
+    WordNetSynonymSwap,
     a2t,
     a2t_mlm,
+    bae,
     bert_attack,
     build_attack,
     load_stopwords,
+    pwws,
+    textfooler,
 )
 from advtrain.resources import MissingResourceError
 
@@ -479,10 +483,110 @@ def test_missing_resources_are_named(tmp_path):
 
 
 def test_unknown_recipe_name():
-    with pytest.raises(ValueError, match="unknown attack recipe 'textfooler'.*a2t, a2t-mlm, bert-attack"):
-        build_attack("textfooler")
-    assert set(ATTACK_RECIPES) == {"a2t", "a2t-mlm", "bert-attack"}
+    with pytest.raises(ValueError, match="unknown attack recipe 'deepwordbug'.*a2t, a2t-mlm, bae, bert-attack, pwws"):
+        build_attack("deepwordbug")
+    assert set(ATTACK_RECIPES) == {"a2t", "a2t-mlm", "bert-attack", "textfooler", "pwws", "bae"}
     attack = build_attack(
         "A2T", word_vectors=_table_vectors(), stopwords=STOPWORDS, min_sentence_similarity=None, wordnet_filter=None
     )
     assert attack.name == "a2t" and attack.importance == "gradient"
+
+
+# ----------------------------------------------------------------------------- TextFooler, PWWS, BAE
+def test_textfooler_flips_trained_classifier_with_deletion_importance(classifier, tokenizer):
+    texts, labels = _data(8, 13)
+    attack = textfooler(_vectors_for_sentiment(), stopwords=STOPWORDS, min_sentence_similarity=None,
+                        wordnet_filter=None, progress=False)
+    assert attack.importance == "delete" and attack.name == "textfooler"
+    distance = next(c for c in attack.constraints if isinstance(c, WordEmbeddingDistance))
+    assert distance.min_cos_sim == 0.5 and attack.transformation.max_candidates == 50
+    counter = QueryCounter(classifier)
+    unk_seen = []
+    hook = classifier.register_forward_pre_hook(
+        lambda _, args, kwargs: unk_seen.append(bool((kwargs["input_ids"] == tokenizer.unk_token_id).any())),
+        with_kwargs=True,
+    )
+    try:
+        results = attack.attack_batch(classifier, tokenizer, texts, labels, list(range(8)))
+    finally:
+        counter.remove()
+        hook.remove()
+    assert unk_seen and not any(unk_seen), "deletion importance must delete words, not replace them with [UNK]"
+    assert all(r.status == "successful" for r in results), [(r.status, r.error) for r in results]
+    assert sum(r.num_queries for r in results) == counter.count
+    for r in results:
+        # Deletion importance costs one query per modifiable (non-stop) word, before any candidate is scored.
+        modifiable = [w for w in Words.split(r.original_text).words if w not in STOPWORDS]
+        assert r.num_queries >= 1 + len(modifiable) + 1
+        # The sentiment adjective is the most important word by deletion: it is the one swapped.
+        [position] = r.extra["modified_positions"]
+        assert Words.split(r.original_text).words[position] in POSITIVE + NEGATIVE
+
+
+class _Synset:
+    def __init__(self, *names):
+        self.names = names
+
+    def lemma_names(self):
+        return list(self.names)
+
+
+class _SynsetWordNet:
+    def synsets(self, word):
+        table = {"good": [_Synset("good", "bad"), _Synset("Good", "ice_cream", "well-made")], "dull": [_Synset("great")]}
+        return table.get(word, [])
+
+
+def test_wordnet_synonym_swap_and_pwws(classifier, tokenizer):
+    swap = WordNetSynonymSwap(_SynsetWordNet())
+    words = Words.split("a good , dull film")
+    assert swap([(words, 1), (words, 2), (words, 3)]) == [["bad", "well-made"], ["great"], []]
+    assert WordNetSynonymSwap(_SynsetWordNet(), max_candidates=1)([(words, 1)]) == [["bad"]]
+    texts = ["the film is good and the story is the plot", "the film is dull and the story is the plot"]
+    attack = pwws(_SynsetWordNet(), STOPWORDS, progress=False)
+    assert attack.importance == "weighted-saliency"
+    results = attack.attack_batch(classifier, tokenizer, texts, [1, 0], [0, 1])
+    assert [r.status for r in results] == ["successful", "successful"], [(r.status, r.error) for r in results]
+    assert [r.extra["modified_positions"] for r in results] == [[3], [3]]  # only the adjectives have synonyms
+    assert results[1].perturbed_text == texts[1].replace("dull", "great")
+
+
+def test_bae_recipe_and_pos_noun_verb_swap(classifier, tokenizer):
+    tags = {"film": "NN", "runs": "VBZ", "good": "JJ", "bad": "JJ"}
+    strict, loose = (PartOfSpeech(lambda ws: [tags.get(w, "X") for w in ws], swap) for swap in (False, True))
+    film = Words.split("the film")
+    proposal = Proposal(AttackState(film, film), 1, ["runs", "good"])
+    assert strict.filter([proposal]) == [[False, False]] and loose.filter([proposal]) == [[True, False]]
+
+    mlm = make_model("bert", masked_lm=True)
+    attack = bae(mlm, tokenizer, stopwords=STOPWORDS, min_sentence_similarity=None, progress=False,
+                 pos_tagger=lambda ws: ["X"] * len(ws))
+    assert attack.importance == "delete" and attack.transformation.method == "bae"
+    assert attack.transformation.max_candidates == 50
+    assert any(isinstance(c, PartOfSpeech) and c.allow_verb_noun_swap for c in attack.constraints)
+    texts, labels = _data(4, 17)
+    results = attack.attack_batch(classifier, tokenizer, texts, labels, list(range(4)))
+    assert all(r.status in ("successful", "failed") for r in results), [(r.status, r.error) for r in results]
+    with pytest.raises(MissingResourceError, match="sentence encoder"):
+        bae(mlm, tokenizer, stopwords=STOPWORDS)
+    with pytest.raises(MissingResourceError, match="masked language model"):
+        bae(None, stopwords=STOPWORDS, min_sentence_similarity=None)
+    with pytest.raises(MissingResourceError, match="WordNet"):
+        pwws(wordnet=str(REPO / "no-wordnet"), stopwords=STOPWORDS)
+
+
+def test_recipe_encoder_settings(tokenizer):
+    torch.manual_seed(0)
+    from transformers import BertConfig, BertModel
+
+    encoder = SentenceEncoder(BertModel(BertConfig(vocab_size=400, hidden_size=32, num_hidden_layers=1,
+                                                   num_attention_heads=4, intermediate_size=37)), tokenizer)
+    fooler = textfooler(_table_vectors(), encoder, stopwords=STOPWORDS, wordnet_filter=None)
+    [similarity] = [c for c in fooler.constraints if isinstance(c, SentenceEncoderSimilarity)]
+    assert (similarity.metric, similarity.window_size, similarity.compare_against_original) == ("angular", 15, False)
+    assert similarity.threshold == pytest.approx(1 - 0.5 / math.pi)
+    mlm = make_model("bert", masked_lm=True)
+    [similarity] = [c for c in bae(mlm, tokenizer, encoder, stopwords=STOPWORDS).constraints
+                    if isinstance(c, SentenceEncoderSimilarity)]
+    assert (similarity.metric, similarity.window_size, similarity.compare_against_original) == ("cosine", 15, True)
+    assert similarity.threshold == pytest.approx(1 - 0.2 / math.pi)

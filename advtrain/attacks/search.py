@@ -27,7 +27,7 @@ from .constraints import AttackState, Constraint, Proposal
 from .results import AttackResult
 from .words import Words
 
-IMPORTANCE_METHODS = ("gradient", "unk", "mask")
+IMPORTANCE_METHODS = ("gradient", "unk", "mask", "delete", "weighted-saliency")
 
 
 @dataclass
@@ -85,7 +85,10 @@ class WordSubstitutionAttack:
         constraints (`Sequence[Constraint]`, *optional*): position and candidate constraints.
         importance (`str`, *optional*, defaults to ``"gradient"``): ``"gradient"`` (L1 norm of the loss gradient w.r.t.
             the word's embeddings, averaged over its sub-tokens; A2T), ``"unk"`` or ``"mask"`` (drop in the gold-class
-            probability when the word is replaced by the unknown or mask token; BERT-Attack).
+            probability when the word is replaced by the unknown or mask token; BERT-Attack), ``"delete"`` (the drop
+            when the word is deleted; TextFooler, BAE) or ``"weighted-saliency"`` (PWWS: the softmax over the words of
+            their ``"unk"`` drops, times the drop that the word's best substitute causes; the substitutes of every word
+            are generated, constrained and scored once, before the search).
         name (`str`, *optional*): the attack's name in results and progress bars.
         query_budget (`int`, *optional*): the most inputs scored per example (the original counts as one); then the
             status is ``"budget"``.
@@ -191,11 +194,15 @@ class WordSubstitutionAttack:
                 scores = {w: torch.stack(g).mean(0).abs().sum().item() for w, g in per_word.items()}
                 e.order = sorted(e.order, key=lambda w: -scores.get(w, float("-inf")))
 
-    def _replacement_importance(self, model, tokenizer, examples: list[_Example]) -> None:
-        """Replaces each candidate word by the unknown/mask token; importance = drop in the gold-class probability."""
-        token = tokenizer.unk_token if self.importance == "unk" else tokenizer.mask_token
-        if token is None:
-            raise ValueError(f"importance={self.importance!r} needs a tokenizer with that special token")
+    def _replacement_importance(self, model, tokenizer, examples: list[_Example], finish) -> None:
+        """Replaces each candidate word by the unknown/mask token (or deletes it); importance = drop in the gold-class
+        probability. ``"weighted-saliency"`` then weights these drops by the best substitute's (`_best_swap_drops`)."""
+        if self.importance == "delete":
+            token = ""  # the word's separators stay: "a fine , dull film" -> "a fine ,  film"
+        else:
+            token = tokenizer.mask_token if self.importance == "mask" else tokenizer.unk_token
+            if token is None:
+                raise ValueError(f"importance={self.importance!r} needs a tokenizer with that special token")
         inputs, owners = [], []
         for e in examples:
             positions = e.order
@@ -209,9 +216,56 @@ class WordSubstitutionAttack:
         for (e, p), prob in zip(owners, probs):
             e.queries += 1
             drops.setdefault(id(e), {})[p] = e.gold_prob - prob[e.label].item()
+        if self.importance == "weighted-saliency":
+            swap_drops = self._best_swap_drops(model, tokenizer, examples, finish)
+            for e in examples:
+                saliency = drops.get(id(e), {})
+                if not saliency:
+                    continue
+                positions = list(saliency)
+                weights = torch.tensor([saliency[p] for p in positions], dtype=torch.float64).softmax(0).tolist()
+                best = swap_drops.get(id(e), {})
+                drops[id(e)] = {p: w * best.get(p, 0.0) for p, w in zip(positions, weights)}
         for e in examples:
             scores = drops.get(id(e), {})
             e.order = sorted(e.order, key=lambda w: -scores.get(w, float("-inf")))
+
+    def _best_swap_drops(self, model, tokenizer, examples: list[_Example], finish) -> dict[int, dict[int, float]]:
+        """PWWS's ``ΔP*``: for every modifiable word of every example, the largest drop in the gold-class probability
+        among its constrained substitutes in the original text (0 without one), in one batched query."""
+        requests = [(e, p) for e in examples if e.status is None for p in e.order]
+        candidates = _call_isolated(lambda rs: self.transformation([(e.state.original, p) for e, p in rs]), requests)
+        proposals, owners = [], {}
+        for (e, p), cands in zip(requests, candidates):
+            if isinstance(cands, Exception):
+                if e.status is None:
+                    finish(e, "error", f"{type(cands).__name__}: {cands}")
+                continue
+            proposal = Proposal(e.state, p, list(dict.fromkeys(cands)))
+            proposals.append(proposal)
+            owners[id(proposal)] = e
+        self._filter(self.constraints, proposals, owners, finish)
+        proposals = [pr for pr in proposals if owners[id(pr)].status is None]
+        if self.query_budget is not None:
+            left = {id(e): self.query_budget - e.queries for e in examples}
+            for pr in proposals:
+                key = id(owners[id(pr)])
+                pr.candidates = pr.candidates[: max(0, left[key])]
+                left[key] -= len(pr.candidates)
+        inputs = [owners[id(pr)].inputs(pr.perturbed(c)) for pr in proposals for c in pr.candidates]
+        if not inputs:
+            return {}
+        probs = self._query(model, tokenizer, inputs)
+        out: dict[int, dict[int, float]] = {}
+        row = 0
+        for pr in proposals:
+            e = owners[id(pr)]
+            gold = probs[row : row + len(pr.candidates), e.label]
+            row += len(pr.candidates)
+            e.queries += len(pr.candidates)
+            if len(pr.candidates):
+                out.setdefault(id(e), {})[pr.position] = e.gold_prob - gold.min().item()
+        return out
 
     @staticmethod
     def _set_prediction(e: _Example, probs: torch.Tensor) -> None:
@@ -265,7 +319,7 @@ class WordSubstitutionAttack:
                 if e.original_prediction != e.label:
                     finish(e, "skipped")
             if self.importance != "gradient":
-                self._replacement_importance(model, tokenizer, [e for e in examples if e.status is None])
+                self._replacement_importance(model, tokenizer, [e for e in examples if e.status is None], finish)
             active = [e for e in examples if e.status is None]
             while active:
                 self._step(model, tokenizer, active, start, finish)

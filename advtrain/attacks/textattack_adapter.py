@@ -488,6 +488,83 @@ def textattack_recipe(
     return attack
 
 
+def textattack_pso(
+    model: Any,
+    tokenizer: Any,
+    sememes: str,
+    pos_tagger: Callable[[list[str]], list[str]],
+    *,
+    stopwords: Any = None,
+    pop_size: int = 60,
+    max_iters: int = 20,
+    max_length: int = 256,
+    model_batch_size: int = 32,
+):
+    """TextAttack's PSO (Zang et al. 2020, ``PSOZang2020``) with the HowNet candidate bank read from a local file.
+
+    TextAttack's ``WordSwapHowNet`` downloads ``word_candidates_sense.pkl`` (synonyms built from OpenHowNet sememes);
+    here it is the `sememes` file (a pickle: pass only a file you trust), a dict ``word -> {"adj"|"noun"|"adv"|"verb":
+    [candidates]}``. The bank is looked up by the word's part of speech, which TextAttack tags with flair's
+    ``upos-english-fast`` (a download); here `pos_tagger` tags the words instead (universal tags ``ADJ``, ``NOUN``,
+    ``ADV``, ``VERB`` or Penn tags ``JJ*``, ``NN*``, ``RB*``, ``VB*``). Stop words default to nltk's English list.
+
+    Returns:
+        ``textattack.Attack``: with attribute ``advtrain_name = "pso"``.
+    """
+    import pickle
+
+    _import_textattack()
+    from textattack import Attack
+    from textattack.constraints.pre_transformation import (
+        InputColumnModification,
+        RepeatModification,
+        StopwordModification,
+    )
+    from textattack.goal_functions import UntargetedClassification
+    from textattack.search_methods import ParticleSwarmOptimization
+    from textattack.transformations import WordSwap, WordSwapHowNet
+
+    class LocalWordSwapHowNet(WordSwapHowNet):
+        def __init__(self, path: str, max_candidates: int = -1):
+            WordSwap.__init__(self)  # not WordSwapHowNet.__init__: it downloads the bank
+            self.max_candidates = max_candidates
+            with open(path, "rb") as f:
+                self.candidates_bank = pickle.load(f)
+            self.pos_dict = {"ADJ": "adj", "NOUN": "noun", "ADV": "adv", "VERB": "verb"}
+
+        def _get_transformations(self, current_text, indices_to_modify):
+            from textattack.shared import utils
+
+            tags = [t[1] if isinstance(t, tuple) else t for t in pos_tagger(list(current_text.words))]
+            out = []
+            for i in indices_to_modify:
+                word = current_text.words[i]
+                for r in self._get_replacement_words(word, _universal(tags[i])):
+                    if r != word and utils.is_one_word(r):
+                        out.append(current_text.replace_word_at_index(i, r))
+            return out
+
+    wrapper = _model_wrapper(model, tokenizer, max_length)
+    constraints = [
+        RepeatModification(),
+        StopwordModification(stopwords=_stopwords(stopwords)),
+        InputColumnModification(["premise", "hypothesis"], {"premise"}),
+    ]
+    goal_function = UntargetedClassification(wrapper, model_batch_size=model_batch_size)
+    search = ParticleSwarmOptimization(pop_size=pop_size, max_iters=max_iters)
+    attack = Attack(goal_function, constraints, LocalWordSwapHowNet(sememes), search)
+    attack.advtrain_name = "pso"
+    return attack
+
+
+def _universal(tag: str) -> str:
+    """Penn tags to the universal tags of HowNet's bank (``JJR`` → ``ADJ``); universal tags pass through."""
+    for prefix, universal in (("JJ", "ADJ"), ("NN", "NOUN"), ("RB", "ADV"), ("VB", "VERB")):
+        if tag.startswith(prefix):
+            return universal
+    return tag
+
+
 def _require_wordnet() -> None:
     import nltk
 

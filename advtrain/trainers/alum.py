@@ -37,7 +37,8 @@ class ALUMConfig(SymmetricKLConfig):
         adv_epsilon (`float`, defaults to `1e-5`): ``ε``, the ``linf`` bound (paper: 1e-5).
         adv_init_std (`float`, defaults to `1e-5`): ``σ``, std of the initial noise (MT-DNN code; the paper's
             ``σ² = 1e-5`` is a std of about 3.2e-3).
-        adv_norm (`str`, defaults to `"linf"`), adv_step_norm (`str`, defaults to `"linf"`): the paper's choice.
+        adv_norm (`str`, defaults to `"linf"`): the ball, the paper's choice.
+        adv_step_norm (`str`, defaults to `"linf"`): per-token normalisation of each step, the paper's choice.
         adv_weight (`float`, defaults to `1.0`): ``α``; the paper uses 1 for fine-tuning and 10 for (continued)
             masked-LM pre-training, where it also trains plainly first (`adv_start_step`).
         adv_clean_gradient (`bool`, defaults to `True`): see [`SymmetricKLConfig`].

@@ -33,7 +33,8 @@ class LDSConfig(AdversarialConfig):
         adv_epsilon (`float`, defaults to `0.003`): ``ε``, L2 radius (paper: 0.003).
         adv_init_std (`float`, defaults to `1e-5`): ``σ``; must be > 0 in practice, because the divergence's
             gradient at ``δ = 0`` is zero (a warning is given for 0).
-        adv_norm (`str`, defaults to `"l2"`), adv_step_norm (`str`, defaults to `"l2"`).
+        adv_norm (`str`, defaults to `"l2"`): the ball (paper: L2).
+        adv_step_norm (`str`, defaults to `"l2"`): normalisation of each step.
         adv_weight (`float`, defaults to `1.0`): ``α``.
     """
 

