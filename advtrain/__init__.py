@@ -117,7 +117,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 _SUBMODULES = (
-    "analysis", "attacks", "augment", "cli", "data", "demo", "evaluation", "lexicon", "losses", "perturbation",
+    "analysis", "attacks", "augment", "cli", "compat", "data", "demo", "evaluation", "lexicon", "losses", "perturbation",
     "plotting", "resources", "trainers", "validation",
 )
 

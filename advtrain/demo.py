@@ -137,6 +137,7 @@ def _run(*, output_dir, model_path, method, train_size, epochs, max_steps, max_l
         train_classifier,
         write_report,
     )
+    from .compat import warmup_fraction
     from .data import mr_sample_path
     from .resources import (
         MissingResourceError,
@@ -168,7 +169,7 @@ def _run(*, output_dir, model_path, method, train_size, epochs, max_steps, max_l
             config = config_class(
                 output_dir=os.path.join(workdir, name), num_train_epochs=epochs, max_steps=max_steps,
                 per_device_train_batch_size=BATCH_SIZE, per_device_eval_batch_size=64, learning_rate=learning_rate,
-                warmup_steps=0.1, seed=seed, save_strategy="no", report_to="none", logging_strategy="no",
+                **warmup_fraction(0.1), seed=seed, save_strategy="no", report_to="none", logging_strategy="no",
                 disable_tqdm=True, dataloader_pin_memory=torch.cuda.is_available(), **fields,
             )
             script = TrainScriptArguments(method=name, model_name_or_path=model_path, dataset=data, eval_split="test",

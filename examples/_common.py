@@ -18,6 +18,7 @@ from datasets import Dataset, load_dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
+from advtrain.compat import warmup_fraction
 from advtrain.resources import packaged_encoder_path
 
 # The settings of docs/results.md: 2,000 sentences × 2 epochs = 250 optimizer steps of batch 16.
@@ -26,7 +27,7 @@ TRAINING_DEFAULTS = dict(
     per_device_eval_batch_size=64,
     num_train_epochs=2,
     learning_rate=5e-5,
-    warmup_steps=0.1,
+    **warmup_fraction(0.1),  # warmup_ratio on transformers 4, warmup_steps on 5
     logging_steps=25,
     save_strategy="no",
     report_to="none",

@@ -30,6 +30,7 @@ from transformers import (
 )
 
 from advtrain import ALUMConfig, ALUMTrainer
+from advtrain.compat import warmup_fraction
 from advtrain.resources import packaged_encoder_path
 
 
@@ -50,7 +51,7 @@ def main() -> None:
     parser = HfArgumentParser((ScriptArguments, TrainingArguments))
     parser.set_defaults(
         output_dir="outputs/alum_mlm", per_device_train_batch_size=16, max_steps=250, learning_rate=1e-4,
-        warmup_steps=0.1, logging_steps=25, save_strategy="no", report_to="none", seed=42,
+        **warmup_fraction(0.1), logging_steps=25, save_strategy="no", report_to="none", seed=42,
     )
     script, base_args = parser.parse_args_into_dataclasses()
     model_path = script.model_path or packaged_encoder_path()

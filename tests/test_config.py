@@ -142,3 +142,12 @@ class _NoInputsEmbeds(__import__("torch").nn.Module):
 def test_unsupported_model_is_refused_at_construction(tmp_path, model_cls, message):
     with pytest.raises(ValueError, match=message):
         PGDATTrainer(model=model_cls(), args=PGDATConfig(output_dir=str(tmp_path), report_to=[]))
+
+
+def test_warmup_fraction_is_a_ratio_on_this_transformers(tmp_path):
+    from transformers import TrainingArguments
+
+    from advtrain.compat import warmup_fraction
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], **warmup_fraction(0.25))
+    assert args.get_warmup_steps(100) == 25
