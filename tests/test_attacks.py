@@ -359,6 +359,38 @@ def test_timeout_status(classifier, tokenizer):
     assert [r.status for r in results] == ["timeout"] * 4
 
 
+@pytest.mark.parametrize(("extra", "expected"), [(0.1, "failed"), (-0.1, "timeout")])
+def test_time_limit_charges_each_example_its_share_of_the_call(monkeypatch, classifier, tokenizer, extra, expected):
+    """Examples are searched together, so each is charged its share of every step, not the call's elapsed time: with
+    a clock that advances 1 s per step, 4 examples searched over their n words in lockstep (no candidates, so none
+    flips) have been charged n/4 s each when they run out of words (the call: n s). A limit of n/4 + 0.1 s lets them
+    fail normally; n/4 - 0.1 s times them out at that last check."""
+    import types
+
+    import advtrain.attacks.search as search
+
+    now = [0.0]
+    monkeypatch.setattr(search, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    real_step = search.WordSubstitutionAttack._step
+
+    def step(self, *args):
+        real_step(self, *args)
+        now[0] += 1.0
+
+    monkeypatch.setattr(search.WordSubstitutionAttack, "_step", step)
+    text = _data(1, 7)[0][0]
+    n = len(Words.split(text))
+    with torch.no_grad():
+        label = classifier(**tokenizer(text, return_tensors="pt")).logits.argmax(-1).item()
+    attack = WordSubstitutionAttack(
+        lambda requests: [[] for _ in requests], [RepeatModification()], "unk", time_limit_s=n / 4 + extra,
+        progress=False,
+    )
+    results = attack.attack_batch(classifier, tokenizer, [text] * 4, [label] * 4, list(range(4)))
+    assert now[0] == n + 1  # n steps over the words, then the step that finds none left (or the limit)
+    assert [r.status for r in results] == [expected] * 4
+
+
 class _CountingLazyConstraint(Constraint):
     """A sentence-encoder-like constraint: lazy, rejects a fixed set of substitutes, counts the candidates it judged and
     raises for the original text `broken`."""

@@ -49,12 +49,19 @@ class _Example:
     status: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    clock: float = 0.0  # this example's share of the call's wall time, what `time_limit_s` is checked against
 
     def inputs(self, words: Words) -> tuple[str, ...]:
         """The model input with the attacked field replaced by `words`."""
         fields = list(self.fields)
         fields[self.field] = words.text
         return tuple(fields)
+
+
+def _charge(examples: list[_Example], seconds: float) -> None:
+    """Splits `seconds` of the call's wall time evenly among the `examples` it served."""
+    for e in examples:
+        e.clock += seconds / len(examples)
 
 
 def _call_isolated(fn: Callable[[list], list], items: list) -> list:
@@ -92,8 +99,9 @@ class WordSubstitutionAttack:
         name (`str`, *optional*): the attack's name in results and progress bars.
         query_budget (`int`, *optional*): the most inputs scored per example (the original counts as one); then the
             status is ``"budget"``.
-        time_limit_s (`float`, *optional*): per-example wall-time limit, checked between search steps; examples advance
-            together, so an example's time is the time since the call started. Then the status is ``"timeout"``.
+        time_limit_s (`float`, *optional*): per-example wall-time limit, checked between search steps. Examples advance
+            together, so each is charged its share of the call's wall time: the time before the search and each search
+            step are split evenly among the examples they served. Then the status is ``"timeout"``.
         batch_size (`int`, *optional*, defaults to 64): inputs per model forward.
         max_length (`int`, *optional*, defaults to 256): truncation length for the victim model.
         attacked_field (`int`, *optional*, defaults to -1): for sentence pairs, which text is perturbed (the hypothesis).
@@ -321,8 +329,11 @@ class WordSubstitutionAttack:
             if self.importance != "gradient":
                 self._replacement_importance(model, tokenizer, [e for e in examples if e.status is None], finish)
             active = [e for e in examples if e.status is None]
+            _charge(active, time.perf_counter() - start)  # predictions and word importance
             while active:
-                self._step(model, tokenizer, active, start, finish)
+                step_start = time.perf_counter()
+                self._step(model, tokenizer, active, finish)
+                _charge(active, time.perf_counter() - step_start)
                 active = [e for e in active if e.status is None]
         bar.close()
         return [self._result(e) for e in examples]
@@ -351,7 +362,7 @@ class WordSubstitutionAttack:
                 else:
                     pr.candidates = [c for c, keep in zip(pr.candidates, mask) if keep]
 
-    def _step(self, model, tokenizer, active: list[_Example], start: float, finish) -> None:
+    def _step(self, model, tokenizer, active: list[_Example], finish) -> None:
         """One greedy step for every active example: propose, constrain, score together, take the best substitute.
 
         Eager order (``lazy_constraints=False``): every constraint filters the candidates, the victim scores the
@@ -362,7 +373,7 @@ class WordSubstitutionAttack:
         """
         requests = []
         for e in active:
-            if self.time_limit_s is not None and time.perf_counter() - start > self.time_limit_s:
+            if self.time_limit_s is not None and e.clock > self.time_limit_s:
                 finish(e, "timeout")
             elif self.query_budget is not None and e.queries >= self.query_budget:
                 finish(e, "budget")
