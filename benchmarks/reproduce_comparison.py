@@ -32,7 +32,14 @@ from dataclasses import asdict, dataclass, field
 import torch
 from transformers import HfArgumentParser
 
-from advtrain.cli import TrainScriptArguments, evaluate_model, method_classes, train_classifier, write_report
+from advtrain.cli import (
+    TRAINING_RECORD,
+    TrainScriptArguments,
+    evaluate_model,
+    method_classes,
+    train_classifier,
+    write_report,
+)
 from advtrain.resources import packaged_encoder_path, packaged_word_vectors_path
 
 EMBEDDING_METHODS = ("plain", "pgd_at", "lds", "tat", "alum")
@@ -72,6 +79,11 @@ class ComparisonArguments:
     seed: int = field(default=42, metadata={"help": "Seed of training, data order and the attacked sample."})
     output_dir: str = field(default="benchmarks/results", metadata={"help": "Where comparison.{json,md,png} go."})
     work_dir: str | None = field(default=None, metadata={"help": "Where models are saved (default: a temp folder)."})
+    reuse_models: bool = field(
+        default=False,
+        metadata={"help": "Reuse the models already trained in --work_dir (their training record is read back) and "
+                          "only train the missing ones: re-evaluate without re-training, or resume a stopped run."},
+    )
 
 
 def _split(names: str) -> list[str]:
@@ -117,6 +129,13 @@ def _augmentation(args: ComparisonArguments, method: str, model_path: str):
 
 
 def train(args: ComparisonArguments, task: str, method: str, model_path: str, work_dir: str) -> dict:
+    model_dir = os.path.join(work_dir, task, method)
+    record_path = os.path.join(model_dir, TRAINING_RECORD)
+    if args.reuse_models and os.path.exists(record_path):
+        with open(record_path) as f:
+            record = json.load(f)
+        print(f"[comparison] {task}/{method}: reusing the model trained in {model_dir}", file=sys.stderr, flush=True)
+        return {"task": task, "method": method, "model_dir": model_dir, "training": record, "reused": True}
     augment = _augmentation(args, method, model_path)
     if isinstance(augment, str):
         print(f"[comparison] {task}/{method}: skipped — {augment}", file=sys.stderr, flush=True)
@@ -126,9 +145,8 @@ def train(args: ComparisonArguments, task: str, method: str, model_path: str, wo
         dataset=os.path.join(args.data_dir, task), train_size=args.train_size, max_length=args.max_length,
         eval_split="dev" if os.path.exists(os.path.join(args.data_dir, task, "dev.jsonl")) else "test",
     )
-    record = train_classifier(script, _config(args, method, os.path.join(work_dir, task, method)), quiet=False,
-                              augment=augment)
-    return {"task": task, "method": method, "model_dir": os.path.join(work_dir, task, method), "training": record}
+    record = train_classifier(script, _config(args, method, model_dir), quiet=False, augment=augment)
+    return {"task": task, "method": method, "model_dir": model_dir, "training": record}
 
 
 def evaluate(args: ComparisonArguments, run: dict, report_dir: str) -> dict:
@@ -158,10 +176,13 @@ def markdown(results: dict) -> str:
     lines = [
         "# Comparison at CPU scale: plain vs embedding-space vs input-space adversarial training",
         "",
-        f"MiniLM (all-MiniLM-L6-v2), {args['train_size']} training sentences per task, {args['num_train_epochs']} "
-        f"epochs, batch {args['batch_size']}, learning rate {args['learning_rate']}, max length {args['max_length']}, "
-        f"seed {args['seed']}; attacks on a fixed sample of {args['attack_examples']} MR test sentences "
-        f"(query budget {args['query_budget']}, {args['time_limit_s']} s per example). {results['machine']}.",
+        (
+            f"MiniLM (all-MiniLM-L6-v2), {args['train_size']} training sentences per task, {args['num_train_epochs']} "
+            f"epochs, batch {args['batch_size']}, learning rate {args['learning_rate']}, max length "
+            f"{args['max_length']}, seed {args['seed']}; attacks on a fixed sample of {args['attack_examples']} MR test "
+            f"sentences (query budget {args['query_budget']}, {args['time_limit_s']} s per example). "
+            f"{results['machine']}."
+        ),
         "",
         "## MR: generalisation, robustness and time",
         "",
@@ -194,8 +215,10 @@ def markdown(results: dict) -> str:
     notes = sorted({n for run in results["mr"] for n in run.get("report", {}).get("notes", [])})
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
-    lines += ["", "The paper's MR figures (BERT-base, full MR, 4 epochs, V100) for the same methods, to compare "
-              "directions (not values): accuracy / YELP accuracy / ASR under TextFooler, A2T, BAE —", ""]
+    lines += ["", (
+        "The paper's MR figures (BERT-base, full MR, 4 epochs, V100) for the same methods, to compare directions (not "
+        "values): accuracy / YELP accuracy / ASR under TextFooler, A2T, BAE —"
+    ), ""]
     for method, (acc, yelp, tf, a2t_asr, bae) in PAPER_MR.items():
         lines.append(f"- {method}: {acc} / {yelp} / {tf}, {a2t_asr}, {bae}")
     return "\n".join(lines) + "\n"
