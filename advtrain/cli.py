@@ -189,14 +189,6 @@ def load_classifier(name_or_path: str, num_labels: int | None = None, label_name
     return model, tokenizer
 
 
-def _accuracy(eval_pred) -> dict[str, float]:
-    import numpy as np
-
-    logits, labels = eval_pred
-    logits = logits[0] if isinstance(logits, tuple) else logits
-    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
-
-
 def train_classifier(
     script: TrainScriptArguments, config: Any, *, quiet: bool = False, augment: Callable | None = None
 ) -> dict[str, Any]:
@@ -211,6 +203,7 @@ def train_classifier(
     from transformers import DataCollatorWithPadding, set_seed
 
     from .data import encode_labels, load_text_dataset, pick_split
+    from .evaluation.metrics import compute_accuracy
 
     check_model_path(script.model_name_or_path)  # before the data, which may take a while to load
     try:
@@ -265,7 +258,7 @@ def train_classifier(
         eval_dataset=tokenized(evaluation) if evaluation is not None else None,
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=_accuracy,
+        compute_metrics=compute_accuracy,
     )
     if online is not None:
         online.attach(trainer)

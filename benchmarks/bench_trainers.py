@@ -10,7 +10,8 @@ What is measured, in one process:
 - the wall time of one ``trainer.training_step(model, batch)`` — forward and backward, **no optimizer step** — for
   the plain `Trainer` and for every adversarial trainer: PGD-AT K=1 exact and fast-first-step, K=3; LDS K=1 and
   K=3; TAT and ALUM at K=1 and K=3 with their default ``adv_clean_gradient=True`` and at K=1 with
-  ``adv_clean_gradient=False`` ("constant clean side": the split-backward path). All run on the same model object
+  ``adv_clean_gradient=False`` ("constant clean side": the split-backward path) and at K=1 with
+  ``adv_recompute_clean=True`` (same gradient as the default, clean pass recomputed). All run on the same model object
   and the same fixed random token batch (``batch_size × seq_len``, full attention mask). Gradients are set to
   ``None`` before every step, outside the timed region. Repeats are interleaved (``for r in repeats: for each
   trainer: time one step``, the order rotated by one trainer each round) so that a slow spell of a shared machine
@@ -18,7 +19,8 @@ What is measured, in one process:
   median and the median of the per-round ratios.
 - beside each ratio, its FLOP bound: with ``F`` one forward, a plain step costs ``3F``, every ascent step adds a
   forward and an input-only backward (``2F``) and the adversarial forward+backward adds ``3F``, so
-  ``bound = (3 + 2·ascents + 3) / 3`` — 2.67× at K=1, 2.0× for PGD-AT's fast first step, 4.0× at K=3.
+  ``bound = (3 + 2·ascents + 3) / 3`` — 2.67× at K=1, 2.0× for PGD-AT's fast first step, 4.0× at K=3; a recomputed
+  clean pass adds one forward (3.0× at K=1).
 - the peak memory of one step above the memory live before it, as a ratio to the plain step's. On CUDA it is
   ``torch.cuda.max_memory_allocated``; on CPU, where there is no such counter, it is the peak of the running sum
   of the allocation and free events that ``torch.profiler`` records with ``profile_memory=True`` (checked at
@@ -26,7 +28,7 @@ What is measured, in one process:
   the live bytes of the tensors autograd saves for backward (``saved_tensors_hooks``); the report says which.
   A trainer on the split-backward path frees the clean graph before the perturbation search (expected ≈ 1× plain);
   one whose regulariser sends gradient into the clean graph (TAT/ALUM with ``adv_clean_gradient=True``) keeps it
-  alive until the adversarial forward (expected ≈ 2×, inherent to that objective).
+  alive until the adversarial forward (expected ≈ 2×), unless it recomputes the clean pass (expected ≈ 1×).
 - reference implementations, each only when it imports (``pip install --no-deps smart-pytorch vat-pytorch``):
   ``smart-pytorch``'s ``SMARTLoss`` used as a regulariser (``CE + α·SMARTLoss``, one backward) timed beside ALUM,
   and ``vat-pytorch``'s ``SMARTLoss`` with ``kl_loss`` as inner and final loss (the VAT/LDS regulariser
@@ -159,7 +161,8 @@ class Case:
     step: Callable[[], Any]
     time_target: float | None = None
     memory_target: float | None = None
-    # "plain", "split" (clean backward first, clean graph freed before the perturbation search) or "single" (one
+    # "plain", "split" (clean backward first, clean graph freed before the perturbation search), "recompute" (clean
+    # pass without a graph, term backward, clean pass recomputed for its backward) or "single" (one
     # backward over the clean and the adversarial graphs, both alive until it runs)
     path: str = "single"
     note: str = ""
@@ -167,11 +170,11 @@ class Case:
 
     @property
     def memory_expected(self) -> str:
-        return {"plain": "1×", "split": "≈ 1×", "single": "≈ 2×"}[self.path]
+        return {"plain": "1×", "split": "≈ 1×", "recompute": "≈ 1×", "single": "≈ 2×"}[self.path]
 
     @property
     def bound(self) -> float:
-        return 1.0 if self.name == "plain" else (3 + 2 * self.ascents + 3) / 3
+        return 1.0 if self.name == "plain" else (3 + 2 * self.ascents + 3 + (self.path == "recompute")) / 3
 
 
 def training_args(config_class: type[TrainingArguments], output_dir: str, device: str, **kwargs) -> TrainingArguments:
@@ -185,6 +188,10 @@ CLEAN_GRADIENT_NOTE = (
     "adv_clean_gradient=True (default): the regulariser's gradient flows into the clean graph, so that graph stays "
     "alive until the adversarial forward; ≈ 2× plain memory is inherent to this objective"
 )
+RECOMPUTE_NOTE = (
+    "adv_recompute_clean=True: the papers' gradient without keeping the clean graph: the clean pass runs without a "
+    "graph, the term is back-propagated first, and the clean pass is recomputed (same dropout masks) for its backward"
+)
 CONSTANT_CLEAN_NOTE = (
     "adv_clean_gradient=False: the clean output is a constant target, so the clean backward runs first and its "
     "graph is freed before the perturbation search"
@@ -196,6 +203,8 @@ def trainer_case(name, label, trainer_class, config_class, model, batch, output_
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train(); training_step divides by it
     if name == "plain":
         path, note = "plain", ""
+    elif trainer.recompute_clean_pass():
+        path, note = "recompute", RECOMPUTE_NOTE
     elif trainer.regulariser_detaches_clean:  # AdversarialTrainer.training_step takes the split path (no DeepSpeed)
         path, note = "split", CONSTANT_CLEAN_NOTE if "adv_clean_gradient" in kw else ""
     else:
@@ -299,11 +308,15 @@ def build_cases(model, batch, output_dir, device) -> tuple[list[Case], dict[str,
         add("tat_k1", "TAT K=1", TATTrainer, TATConfig, 1, 1, adv_steps=1)
         add("tat_k1_const", "TAT K=1 constant clean side", TATTrainer, TATConfig, 1, 1,
             adv_steps=1, adv_clean_gradient=False)
+        add("tat_k1_recompute", "TAT K=1 recomputed clean pass", TATTrainer, TATConfig, 1, 1,
+            adv_steps=1, adv_recompute_clean=True)
         add("tat_k3", "TAT K=3", TATTrainer, TATConfig, 3, 3, adv_steps=3)
     if ALUMTrainer is not None:
         add("alum_k1", "ALUM K=1", ALUMTrainer, ALUMConfig, 1, 1, adv_steps=1)
         add("alum_k1_const", "ALUM K=1 constant clean side", ALUMTrainer, ALUMConfig, 1, 1,
             adv_steps=1, adv_clean_gradient=False)
+        add("alum_k1_recompute", "ALUM K=1 recomputed clean pass", ALUMTrainer, ALUMConfig, 1, 1,
+            adv_steps=1, adv_recompute_clean=True)
         add("alum_k3", "ALUM K=3", ALUMTrainer, ALUMConfig, 3, 3, adv_steps=3)
     if smart_pytorch is not None:
         cases.append(smart_case(model, batch, device, 1))
@@ -779,6 +792,7 @@ def _x(value, spec=".2f"):
 PATH_TEXT = {
     "plain": "plain",
     "split": "split (clean graph freed first)",
+    "recompute": "term first, clean pass recomputed",
     "single": "one backward over both graphs",
 }
 
@@ -920,14 +934,17 @@ def markdown(report: dict[str, Any]) -> str:
         "(a machine shared with other jobs makes timings noisy; the per-round ratio is the more robust one).",
         "",
         "FLOP bound: plain = 3F (F = one forward); each ascent step adds a forward and an input-only backward (2F); "
-        "the adversarial forward+backward adds 3F → (3 + 2·ascents + 3)/3. Distance = ratio / bound.",
+        "the adversarial forward+backward adds 3F → (3 + 2·ascents + 3)/3, plus 1F for a recomputed clean pass. "
+        "Distance = ratio / bound.",
         f"Peak memory: {report['memory_method']} ("
         + ("live bytes of the tensors saved for backward (activations only)"
            if report["memory_method"] == "saved_tensors_hooks"
            else "peak above the level live before the step, parameter gradients included")
         + f"; profiler check: {_memory_check_text(report['memory_sanity_check'])}).",
         "\"Constant clean side\" rows are TAT/ALUM with `adv_clean_gradient=False`: the symmetric KL treats the clean "
-        "output as a constant, so the trainer takes the split-backward path.",
+        "output as a constant, so the trainer takes the split-backward path. \"Recomputed clean pass\" rows are TAT/ALUM "
+        "with `adv_recompute_clean=True`: the default gradient, one graph alive at a time, one more forward (bound "
+        "+1F).",
         "",
         "| trainer | median s | IQR s | ratio (of medians) | per-round ratio | FLOP bound | ratio / bound | "
         "time target | met | peak MiB | memory ratio | memory target | met |",

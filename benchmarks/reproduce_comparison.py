@@ -40,6 +40,7 @@ from advtrain.cli import (
     train_classifier,
     write_report,
 )
+from advtrain.evaluation import RobustnessReport
 from advtrain.resources import packaged_encoder_path, packaged_word_vectors_path
 
 EMBEDDING_METHODS = ("plain", "pgd_at", "lds", "tat", "alum")
@@ -82,7 +83,9 @@ class ComparisonArguments:
     reuse_models: bool = field(
         default=False,
         metadata={"help": "Reuse the models already trained in --work_dir (their training record is read back) and "
-                          "only train the missing ones: re-evaluate without re-training, or resume a stopped run."},
+                          "their evaluation reports in <output_dir>/comparison_reports when those attacked the same "
+                          "sample (size and seed); only the attacks missing from a report are run, then merged into "
+                          "it: resume a stopped run, or add an attack, without redoing finished work."},
     )
 
 
@@ -143,7 +146,8 @@ def train(args: ComparisonArguments, task: str, method: str, model_path: str, wo
     script = TrainScriptArguments(
         method="plain" if method in AUGMENTATION_METHODS else method, model_name_or_path=model_path,
         dataset=os.path.join(args.data_dir, task), train_size=args.train_size, max_length=args.max_length,
-        eval_split="dev" if os.path.exists(os.path.join(args.data_dir, task, "dev.jsonl")) else "test",
+        # MR is tested by `evaluate` below, so its training run scores dev; the extra tasks' table is test accuracy.
+        eval_split="dev" if task == "mr" else "test",
     )
     record = train_classifier(script, _config(args, method, model_dir), quiet=False, augment=augment)
     return {"task": task, "method": method, "model_dir": model_dir, "training": record}
@@ -155,16 +159,42 @@ def evaluate(args: ComparisonArguments, run: dict, report_dir: str) -> dict:
     if args.masked_lm is None and "bae" in attacks:
         attacks.remove("bae")
         notes.append("BAE skipped: no masked LM ships offline (pass --masked_lm <folder>)")
+    path = os.path.join(report_dir, f"mr_{run['method']}.json")
+    previous = _reusable_report(args, run, path)
+    done = {summary["attack"] for summary in previous["attacks"]} if previous else set()
+    missing = [a for a in attacks if a not in done]
+    if previous is not None and not missing:
+        print(f"[comparison] mr/{run['method']}: reusing its evaluation {path}", file=sys.stderr, flush=True)
+        return {"report": previous, "report_path": path, "report_reused": True}
+    if previous is not None:
+        print(f"[comparison] mr/{run['method']}: reusing {sorted(done)}, attacking with {missing}", file=sys.stderr,
+              flush=True)
     report = evaluate_model(
-        run["model_dir"], os.path.join(args.data_dir, "mr"), split="test", attacks=attacks,
+        run["model_dir"], os.path.join(args.data_dir, "mr"), split="test", attacks=missing,
         num_examples=args.attack_examples, query_budget=args.query_budget, time_limit_s=args.time_limit_s,
         masked_lm=args.masked_lm, nltk_data=args.nltk_data, ood={"cr": os.path.join(args.data_dir, "cr")},
         seed=args.seed, model_name=run["method"], progress=False,
     )
     report.notes.extend(notes)
-    path = os.path.join(report_dir, f"mr_{run['method']}.json")
+    if previous is not None:  # the earlier attacks' summaries join the new ones, in the order of --attacks
+        summaries = {s.attack: s for s in RobustnessReport.from_dict(previous).attacks if s.attack in attacks}
+        summaries.update({s.attack: s for s in report.attacks})
+        report.attacks = [summaries[a] for a in attacks if a in summaries]
+        report.config["attacks"] = [s.attack for s in report.attacks]
+        stale = "BAE skipped" if "bae" in report.config["attacks"] else None  # the note of a run without BAE
+        report.notes = [n for n in dict.fromkeys(previous["notes"] + report.notes) if not (stale and n.startswith(stale))]
     report.save(path)
     return {"report": report.to_dict(), "report_path": path}
+
+
+def _reusable_report(args: ComparisonArguments, run: dict, path: str) -> dict | None:
+    """The saved report of a reused model when it attacked the same sample (size and seed), else None."""
+    if not (run.get("reused") and os.path.exists(path)):
+        return None
+    with open(path) as f:
+        report = json.load(f)
+    same_sample = {"num_attacked_examples": args.attack_examples, "seed": args.seed}
+    return report if all(report["config"].get(k) == v for k, v in same_sample.items()) else None
 
 
 def _pct(value) -> str:
@@ -213,6 +243,14 @@ def markdown(results: dict) -> str:
                      else "–" for m in results["extra_methods"]]
             lines.append(f"| {task} | " + " | ".join(cells) + " |")
     notes = sorted({n for run in results["mr"] for n in run.get("report", {}).get("notes", [])})
+    mlm = results.get("masked_lm")
+    if mlm:
+        made_here = (
+            f": all-MiniLM-L6-v2 with an MLM head trained here by benchmarks/train_masked_lm.py for {mlm['max_steps']} "
+            f"steps on MR train, dev perplexity {mlm['dev_perplexity_before']} → {mlm['dev_perplexity_after']} "
+            "(BERT-base's is far lower, so its substitutions are weaker)" if "max_steps" in mlm else ""
+        )
+        notes.append(f"Masked LM of BAE and SSMBA: {mlm['path']}{made_here}.")
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     lines += ["", (
@@ -238,7 +276,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
                    f"torch {torch.__version__}, python {platform.python_version()}",
         "attacks": [a for a in _split(args.attacks) if a != "bae" or args.masked_lm], "mr": [], "extra": {},
-        "extra_methods": _split(args.extra_methods),
+        "extra_methods": _split(args.extra_methods), "masked_lm": _masked_lm_record(args.masked_lm),
     }
     for method in _split(args.methods):
         run = train(args, "mr", method, model_path, work_dir)
@@ -257,6 +295,17 @@ def main() -> None:
         write_report(reports, plot_dir)
         os.replace(os.path.join(plot_dir, "report.png"), os.path.join(args.output_dir, "comparison.png"))
     print(markdown(results))
+
+
+def _masked_lm_record(path: str | None) -> dict | None:
+    """What `benchmarks/train_masked_lm.py` recorded about the masked LM (its perplexity), when it made it."""
+    if path is None:
+        return None
+    record_path = os.path.join(path, "advtrain_masked_lm.json")
+    if not os.path.exists(record_path):
+        return {"path": path}
+    with open(record_path) as f:
+        return {"path": path, **json.load(f)}
 
 
 def _write(args: ComparisonArguments, results: dict) -> None:

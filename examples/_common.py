@@ -19,6 +19,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from advtrain.compat import warmup_fraction
+from advtrain.evaluation import compute_accuracy
 from advtrain.resources import packaged_encoder_path
 
 # The settings of docs/results.md: 2,000 sentences × 2 epochs = 250 optimizer steps of batch 16.
@@ -70,7 +71,7 @@ class ClassificationTask:
         return dict(
             model=self.new_model(), train_dataset=self.train, eval_dataset=self.eval,
             data_collator=DataCollatorWithPadding(self.tokenizer), processing_class=self.tokenizer,
-            compute_metrics=accuracy,
+            compute_metrics=compute_accuracy,
         )
 
 
@@ -78,12 +79,6 @@ def parse_args(parser: HfArgumentParser, **defaults: Any) -> tuple:
     """Parses the command line of `parser` over `TRAINING_DEFAULTS` (then `defaults`); returns its dataclasses."""
     parser.set_defaults(**{**TRAINING_DEFAULTS, **defaults})
     return parser.parse_args_into_dataclasses()
-
-
-def accuracy(eval_pred) -> dict[str, float]:
-    """`compute_metrics` for classification (a plain function: `evaluate.load` would reach for the Hub)."""
-    logits, labels = eval_pred
-    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
 
 
 def read_split(data_dir: str, split: str) -> Dataset:

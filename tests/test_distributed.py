@@ -22,7 +22,7 @@ SCRIPT = Path(__file__).parent / "scripts" / "ddp_train.py"
 @pytest.mark.parametrize(
     "method,launcher",
     [("pgd_at", "accelerate"), ("pgd_at_fast", "accelerate"), ("lds", "accelerate"), ("tat", "accelerate"),
-     ("alum", "accelerate"), ("pgd_at", "torchrun")],
+     ("alum", "accelerate"), ("alum_recompute", "torchrun"), ("pgd_at", "torchrun")],
 )
 def test_two_processes_match_one(tmp_path, method, launcher):
     run_checked([sys.executable, str(SCRIPT), method, str(tmp_path), "4"], tmp_path, timeout=240)

@@ -25,6 +25,7 @@ from advtrain.attacks import (
 )
 from advtrain.attacks.constraints import AttackState, Proposal, text_window
 from advtrain.evaluation import (
+    compute_accuracy,
     EVALUATION_ATTACKS,
     AttackSummary,
     RobustnessReport,
@@ -103,6 +104,14 @@ def test_report_round_trip_and_markdown(tmp_path):
 
 
 # ----------------------------------------------------------------------------- clean accuracy and calibration
+def test_compute_accuracy_reads_logits_and_tuples():
+    logits = np.array([[0.1, 2.0], [3.0, -1.0], [0.0, 0.5], [1.0, 0.0]])  # predicted 1, 0, 1, 0
+    labels = np.array([1, 1, 1, 0])
+    assert compute_accuracy((logits, labels)) == {"accuracy": 0.75}
+    hidden = np.zeros((4, 3))
+    assert compute_accuracy(((logits, hidden), labels)) == {"accuracy": 0.75}  # a model returning more outputs
+
+
 def test_clean_accuracy_single_and_pairs(tokenizer):
     model = make_model("bert")
     rows = read_jsonl("mr", "test", 24)

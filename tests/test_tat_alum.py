@@ -350,3 +350,67 @@ def test_constant_clean_side_runs_the_split_backward_with_the_same_gradients(tmp
         torch.testing.assert_close(split[1][name], joint[1][name], atol=1e-6, rtol=1e-4, msg=name)
     classifier = "classifier.weight"
     assert not torch.allclose(moving[1][classifier], joint[1][classifier], atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("trainer_cls,config_cls", [(TATTrainer, TATConfig), (ALUMTrainer, ALUMConfig)])
+def test_recomputed_clean_pass_gives_the_single_backward_gradients_with_dropout(tmp_path, tokenizer, trainer_cls,
+                                                                                config_cls):
+    # Dropout on: the recomputed clean pass only matches when it replays the first clean pass's masks.
+    batch = batch_of(tokenizer, TEXTS, [0, 1, 2])
+    hyper = dict(adv_init_std=0.05, adv_epsilon=0.2, adv_step_size=0.1)
+    if trainer_cls is TATTrainer:
+        hyper["tat_fixed_tally"] = [[0, 1, 0], [0, 0, 1], [1, 0, 0]]
+    results, after = {}, {}
+    for recompute, path in ((False, "compute_loss"), (True, "training_step")):
+        model = make_model("bert", 3, dropout=0.1, seed=7)
+        trainer = _trainer(trainer_cls, config_cls, tmp_path, model, adv_recompute_clean=recompute, **hyper)
+        assert trainer.recompute_clean_pass() is recompute
+        results[recompute] = step_through(trainer, model, batch, path)
+        after[recompute] = torch.rand(3)  # the random stream goes on where the single-backward step leaves it
+    (loss_single, grads_single), (loss_recomputed, grads_recomputed) = results[False], results[True]
+    torch.testing.assert_close(loss_recomputed, loss_single, atol=1e-6, rtol=1e-5)
+    assert grads_single.keys() == grads_recomputed.keys() and len(grads_single) > 10
+    for name in grads_single:
+        torch.testing.assert_close(grads_recomputed[name], grads_single[name], atol=1e-6, rtol=1e-4, msg=name)
+    torch.testing.assert_close(after[True], after[False])
+
+
+def _peak_activation_bytes(model, step) -> int:
+    """Peak of the live bytes autograd saves for backward during `step()`, parameters left out."""
+    import weakref
+
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    live, peak = {}, [0]
+
+    def pack(tensor):
+        key = tensor.untyped_storage().data_ptr()
+        if key not in parameters and key not in live:
+            live[key] = tensor.untyped_storage().nbytes()
+            peak[0] = max(peak[0], sum(live.values()))
+            weakref.finalize(tensor, live.pop, key, None)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return peak[0]
+
+
+def test_recomputed_clean_pass_keeps_one_graph_alive(tmp_path, tokenizer):
+    from transformers import Trainer, TrainingArguments
+
+    batch = batch_of(tokenizer, TEXTS * 4, [0, 1, 2] * 4)
+    model = make_model("bert", 3, dropout=0.1, seed=7)
+    model.train()
+    plain = Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True))
+    plain.current_gradient_accumulation_steps = 1
+    peaks = {"plain": _peak_activation_bytes(model, lambda: plain.training_step(model, batch))}
+    for recompute in (False, True):
+        trainer = _trainer(ALUMTrainer, ALUMConfig, tmp_path, model, adv_recompute_clean=recompute)
+        peaks[recompute] = _peak_activation_bytes(model, lambda t=trainer: t.training_step(model, batch))
+    assert peaks[False] > 1.7 * peaks["plain"]  # clean and perturbed graphs alive together
+    assert peaks[True] < 1.3 * peaks["plain"], peaks
+
+
+def test_recomputed_clean_pass_needs_the_clean_gradient(tmp_path):
+    with pytest.raises(ValueError, match="adv_recompute_clean"):
+        ALUMConfig(output_dir=str(tmp_path), adv_clean_gradient=False, adv_recompute_clean=True)

@@ -3,7 +3,7 @@ accuracy and optional temperature calibration, in one `RobustnessReport` (see ``
 
 from .attacks import EVALUATION_ATTACKS, build_evaluation_attack
 from .harness import evaluate_robustness, load_model, run_attack
-from .metrics import AttackSummary, RobustnessReport, summarize_attack
+from .metrics import AttackSummary, RobustnessReport, compute_accuracy, summarize_attack
 from .scoring import (
     TemperatureScaledModel,
     clean_accuracy,
@@ -19,6 +19,7 @@ __all__ = [
     "TemperatureScaledModel",
     "build_evaluation_attack",
     "clean_accuracy",
+    "compute_accuracy",
     "dataset_inputs",
     "evaluate_robustness",
     "fit_temperature",

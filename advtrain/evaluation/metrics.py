@@ -77,6 +77,17 @@ class AttackSummary:
         return cls(**{**data, "notes": list(data.get("notes", []))})
 
 
+def compute_accuracy(eval_pred) -> dict[str, float]:
+    """`compute_metrics` for a `Trainer` of a classifier: ``{"accuracy": ...}`` from its `EvalPrediction` (logits or a
+    tuple whose first element is the logits). A plain function, where `evaluate.load("accuracy")` would reach for the
+    Hub."""
+    import numpy as np
+
+    logits, labels = eval_pred
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
+
+
 def summarize_attack(
     results: Sequence[AttackResult], attack: str, seconds: float | None = None, notes: Sequence[str] = ()
 ) -> AttackSummary:

@@ -183,6 +183,30 @@ class CleanPass:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+class _RandomState:
+    """The CPU (and CUDA) random state at construction, to replay a forward pass with the same dropout masks."""
+
+    def __init__(self, device: torch.device):
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(
+                f"`adv_recompute_clean=True` replays the clean pass's random state on CPU or CUDA only, but the batch "
+                f"is on {device.type}. Set adv_recompute_clean=False."
+            )
+        self.device = device
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+    @contextlib.contextmanager
+    def replayed(self):
+        """Runs the block from the captured state; the state in force before the block is restored after it."""
+        devices = [self.device] if self.cuda is not None else []
+        with torch.random.fork_rng(devices=devices):
+            torch.set_rng_state(self.cpu)
+            if self.cuda is not None:
+                torch.cuda.set_rng_state(self.cuda, self.device)
+            yield
+
+
 class _AdversarialStateCallback(TrainerCallback):
     """Writes the trainer's adversarial state next to every checkpoint the Trainer saves."""
 
@@ -206,6 +230,9 @@ class AdversarialTrainer(Trainer):
     - when the method's adversarial term does not depend on the clean graph (`regulariser_detaches_clean`),
       `training_step` back-propagates the clean loss before the perturbation is searched, so the clean and the
       adversarial graphs are never alive together (about half the activation memory);
+    - when the term also moves the clean prediction and the method asks for it (`recompute_clean_pass`), the clean
+      pass first runs without a graph, the term is back-propagated on its own, and the clean pass is recomputed
+      with the same random state (dropout masks) for its backward: one more forward, one graph alive at a time;
     - otherwise (and under DeepSpeed, whose backward also steps the optimizer) the full objective is built by
       `compute_loss` and back-propagated once by the plain `Trainer.training_step`.
     """
@@ -410,11 +437,11 @@ class AdversarialTrainer(Trainer):
         """One training step. When the adversarial term treats the clean side as a constant, the clean loss is
         back-propagated first and its graph freed before the perturbation is searched; the gradients equal
         those of `compute_loss`'s objective."""
-        if (
-            not self._adversarial_is_active(model)
-            or not self.regulariser_detaches_clean
-            or self.accelerator.distributed_type == DistributedType.DEEPSPEED
-        ):
+        if not self._adversarial_is_active(model) or self.accelerator.distributed_type == DistributedType.DEEPSPEED:
+            return super().training_step(model, inputs, num_items_in_batch)
+        if not self.regulariser_detaches_clean:
+            if self.recompute_clean_pass():
+                return self._training_step_recomputing_clean(model, inputs)
             return super().training_step(model, inputs, num_items_in_batch)
         model.train()
         if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
@@ -436,6 +463,41 @@ class AdversarialTrainer(Trainer):
             term, weight = self._adversarial_term(model, clean, first_grad)
         adv_loss = self._scaled_backward(weight * term)
         return clean_loss + adv_loss
+
+    def _training_step_recomputing_clean(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        """The step of `recompute_clean_pass`. With ``z = f(e)`` and ``T`` the adversarial term, the parameters'
+        gradient is ``∇(α·T)`` through the perturbed pass plus the clean pass's vector-Jacobian product with
+        ``∂L_task/∂z + α·∂T/∂z``; the second is taken on the recomputed clean pass, after the first graph is freed."""
+        model.train()
+        if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
+            self.optimizer.train()
+        inputs = self._prepare_inputs(inputs)
+        module = self._module(model)
+        random_state = _RandomState(inputs["input_ids"].device)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            clean = self._clean_forward(module, inputs)
+        clean.logits = clean.logits.detach().requires_grad_(True)  # a leaf, to read ∂T/∂z off
+        # Under DDP the term's backward accumulates locally; the clean backward syncs the sum.
+        no_sync = self.accelerator.no_sync(model) if self.accelerator.num_processes > 1 else contextlib.nullcontext()
+        with no_sync:
+            with self.compute_loss_context_manager():
+                term, weight = self._adversarial_term(module, clean)
+            if weight:
+                (term_logits_grad,) = torch.autograd.grad(term, clean.logits, retain_graph=True)
+            adv_loss = self._scaled_backward(weight * term)
+        with random_state.replayed(), self.compute_loss_context_manager():
+            embeds = module.get_input_embeddings()(clean.input_ids)
+            logits = model(**clean.model_inputs, inputs_embeds=embeds).logits
+            objective = task_loss(logits, clean.labels, clean.task)
+            if weight:
+                objective = objective + weight * (logits.float() * term_logits_grad.float()).sum()
+        self._scaled_backward(objective)
+        return clean.loss.detach() / self.current_gradient_accumulation_steps + adv_loss
+
+    def recompute_clean_pass(self) -> bool:
+        """Whether a term that moves the clean prediction is trained by recomputing the clean pass instead of keeping
+        its graph alive through the perturbation search (see `_training_step_recomputing_clean`)."""
+        return False
 
     def first_step_from_clean_gradient(self) -> bool:
         """Whether the first ascent direction is taken from the clean backward (``δ₀ = 0`` and the inner objective

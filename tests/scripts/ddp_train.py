@@ -26,6 +26,8 @@ TRAINERS = {
 SMOOTH = {"adv_init_std": 0.05, "adv_epsilon": 0.1, "adv_step_size": 0.05}
 TRAINERS["tat"] = (advtrain.TATTrainer, advtrain.TATConfig, SMOOTH)
 TRAINERS["alum"] = (advtrain.ALUMTrainer, advtrain.ALUMConfig, SMOOTH)
+# The term's backward under no_sync, then the recomputed clean pass through the DDP-wrapped model.
+TRAINERS["alum_recompute"] = (advtrain.ALUMTrainer, advtrain.ALUMConfig, {**SMOOTH, "adv_recompute_clean": True})
 
 
 def deterministic_init(embeds, mask, init_std, generator=None):
@@ -34,7 +36,7 @@ def deterministic_init(embeds, mask, init_std, generator=None):
 
 def main(method: str, out: str, per_device_batch: int) -> None:
     trainer_cls, config_cls, extra = TRAINERS[method]
-    if method in ("tat", "alum"):
+    if method.startswith(("tat", "alum")):
         advtrain.perturbation.init_delta = deterministic_init
     tokenizer = build_tokenizer(Path(out) / f"tok{os.environ.get('RANK', '0')}")
     data = tokenized(tokenizer, "mr", "train", 16, max_length=16)

@@ -1,0 +1,122 @@
+"""`benchmarks/reproduce_comparison.py` resumes without redoing finished work: a reused model's saved report keeps its
+attacks and only the missing ones run; the tables render every section. The training and attacks themselves are
+covered by test_cli and test_evaluation; here `evaluate_model` is replaced by a recorder."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from advtrain.evaluation import AttackSummary, RobustnessReport
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import reproduce_comparison as rc  # noqa: E402
+
+
+def _summary(attack: str, successful: int) -> AttackSummary:
+    return AttackSummary(
+        attack=attack, num_examples=4, num_successful=successful, num_failed=3 - successful, num_skipped=1,
+        num_budget=0, num_timeout=0, num_errors=0, clean_accuracy=0.75, accuracy_under_attack=(3 - successful) / 4,
+        attack_success_rate=successful / 3, avg_words_perturbed=0.1, avg_queries=20.0, seconds=1.0,
+    )
+
+
+@pytest.fixture
+def recorder(monkeypatch):
+    calls = []
+
+    def fake_evaluate_model(model_dir, data, *, attacks, seed, model_name, **kwargs):
+        calls.append(list(attacks))
+        return RobustnessReport(
+            model=model_name, dataset="mr (test)", num_examples=10, clean_accuracy=0.8,
+            attacks=[_summary(a, 2) for a in attacks], ood_accuracy={"cr": 0.7},
+            config={"attacks": list(attacks), "num_attacked_examples": 4, "seed": seed},
+        )
+
+    monkeypatch.setattr(rc, "evaluate_model", fake_evaluate_model)
+    return calls
+
+
+def _args(tmp_path, **kw) -> rc.ComparisonArguments:
+    return rc.ComparisonArguments(attack_examples=4, seed=7, output_dir=str(tmp_path), **kw)
+
+
+def _saved_report(path: Path, seed: int = 7) -> None:
+    report = RobustnessReport(
+        model="plain", dataset="mr (test)", num_examples=10, clean_accuracy=0.8,
+        attacks=[_summary("textfooler", 3), _summary("a2t", 1)], ood_accuracy={"cr": 0.7},
+        notes=["BAE skipped: no masked LM ships offline (pass --masked_lm <folder>)", "GloVe neighbours"],
+        config={"attacks": ["textfooler", "a2t"], "num_attacked_examples": 4, "seed": seed},
+    )
+    report.save(path)
+
+
+def test_a_reused_model_runs_only_the_missing_attacks(tmp_path, recorder):
+    path = tmp_path / "mr_plain.json"
+    _saved_report(path)
+    run = {"method": "plain", "model_dir": "unused", "reused": True}
+    args = _args(tmp_path, attacks="textfooler,a2t,bae", masked_lm="some/mlm")
+
+    result = rc.evaluate(args, run, str(tmp_path))
+    assert recorder == [["bae"]]
+    saved = json.loads(path.read_text())
+    assert [s["attack"] for s in saved["attacks"]] == ["textfooler", "a2t", "bae"] == saved["config"]["attacks"]
+    assert saved["attacks"][0]["num_successful"] == 3 and saved["attacks"][1]["num_successful"] == 1  # kept as saved
+    assert saved["notes"] == ["GloVe neighbours"]  # the stale "BAE skipped" note is gone
+    assert result["report"] == saved
+
+    again = rc.evaluate(args, run, str(tmp_path))  # everything there: nothing runs
+    assert recorder == [["bae"]] and again["report_reused"]
+
+
+@pytest.mark.parametrize("change", ["other_seed", "not_reused"])
+def test_a_report_of_another_sample_or_model_is_redone(tmp_path, recorder, change):
+    _saved_report(tmp_path / "mr_plain.json", seed=8 if change == "other_seed" else 7)
+    run = {"method": "plain", "model_dir": "unused", "reused": change != "not_reused"}
+    rc.evaluate(_args(tmp_path, attacks="textfooler,a2t,bae"), run, str(tmp_path))
+    assert recorder == [["textfooler", "a2t"]]  # BAE left out: no masked LM given
+
+
+def test_markdown_has_every_section(tmp_path, recorder):
+    args = _args(tmp_path, attacks="textfooler,a2t,bae", masked_lm="some/mlm")
+    report = rc.evaluate(args, {"method": "plain", "model_dir": "unused"}, str(tmp_path))
+    results = {
+        "arguments": vars(args), "machine": "test machine", "attacks": ["textfooler", "a2t", "bae"],
+        "mr": [{"method": "plain", "training": {"train_seconds": 12.0}, **report},
+               {"method": "ssmba", "skipped": "no masked LM"}],
+        "extra": {"sst5": [{"method": "plain", "training": {"eval_accuracy": 0.41}}]},
+        "extra_methods": ["plain", "tat"],
+        "masked_lm": {"path": "some/mlm", "max_steps": 300, "dev_perplexity_before": 48000.0,
+                      "dev_perplexity_after": 30.5},
+    }
+    text = rc.markdown(results)
+    assert "| plain | 80.0 | 70.0 | 66.7 | 25.0 | 66.7 | 25.0 | 66.7 | 25.0 | 12 |" in text
+    assert "| ssmba | skipped: no masked LM |" in text
+    assert "| sst5 | 41.0 | – |" in text
+    assert "300 steps on MR train, dev perplexity 48000.0 → 30.5" in text
+
+
+def test_train_masked_lm_saves_a_masked_lm_and_its_perplexity(tmp_path, tokenizer):
+    import subprocess
+
+    from conftest import make_model
+
+    base = tmp_path / "base"
+    make_model("bert", masked_lm=True).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    out = tmp_path / "mlm"
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "mr"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "train_masked_lm.py"
+    subprocess.run(
+        [sys.executable, str(script), "--model_path", str(base), "--data_dir", str(data), "--output_dir", str(out),
+         "--max_steps", "3", "--eval_size", "16", "--warmup_steps", "0", "--disable_tqdm", "true"],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    record = json.loads((out / "advtrain_masked_lm.json").read_text())
+    assert record["max_steps"] == 3 and record["dev_perplexity_after"] < record["dev_perplexity_before"]
+    from transformers import AutoModelForMaskedLM
+
+    assert AutoModelForMaskedLM.from_pretrained(out).config.vocab_size == len(tokenizer)
