@@ -214,12 +214,15 @@ def markdown(results: dict) -> str:
             f"{results['machine']}."
         ),
         "",
-        "## MR: generalisation, robustness and time",
-        "",
-        "| method | MR test acc. % | CR acc. % (OOD) | " + " | ".join(
-            f"{a} ASR % | {a} acc. under attack %" for a in results["attacks"]) + " | train time s |",
-        "|---|---|---|" + "---|---|" * len(results["attacks"]) + "---|",
     ]
+    if results["mr"]:
+        lines += [
+            "## MR: generalisation, robustness and time",
+            "",
+            "| method | MR test acc. % | CR acc. % (OOD) | " + " | ".join(
+                f"{a} ASR % | {a} acc. under attack %" for a in results["attacks"]) + " | train time s |",
+            "|---|---|---|" + "---|---|" * len(results["attacks"]) + "---|",
+        ]
     for run in results["mr"]:
         if "skipped" in run:
             lines.append(f"| {run['method']} | skipped: {run['skipped']} |")

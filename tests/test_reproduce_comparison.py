@@ -120,3 +120,23 @@ def test_train_masked_lm_saves_a_masked_lm_and_its_perplexity(tmp_path, tokenize
     from transformers import AutoModelForMaskedLM
 
     assert AutoModelForMaskedLM.from_pretrained(out).config.vocab_size == len(tokenizer)
+
+
+def test_masked_positions_loss_equals_the_models_own_loss():
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    import train_masked_lm
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
+    model = BertForMaskedLM(config).eval()
+    ids = torch.randint(5, 100, (3, 9))
+    labels = torch.full_like(ids, -100)
+    labels[:, 2], labels[0, 5] = ids[:, 2], 7
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    trainer = object.__new__(train_masked_lm.MaskedPositionsTrainer)  # compute_loss needs no Trainer state here
+    with torch.no_grad():
+        ours = trainer.compute_loss(model, inputs)
+        reference = model(**inputs).loss
+    torch.testing.assert_close(ours, reference)

@@ -42,6 +42,7 @@ class ALUMConfig(SymmetricKLConfig):
         adv_weight (`float`, defaults to `1.0`): ``α``; the paper uses 1 for fine-tuning and 10 for (continued)
             masked-LM pre-training, where it also trains plainly first (`adv_start_step`).
         adv_clean_gradient (`bool`, defaults to `True`): see [`SymmetricKLConfig`].
+        adv_recompute_clean (`bool`, defaults to `False`): see [`SymmetricKLConfig`].
     """
 
     adv_steps: int = field(default=1, metadata={"help": "K: number of ascent steps (paper: 1)."})

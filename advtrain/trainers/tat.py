@@ -45,6 +45,7 @@ class TATConfig(SymmetricKLConfig):
         adv_step_norm (`str`, defaults to `"linf"`): per-token normalisation of each step, as the paper's code.
         adv_weight (`float`, defaults to `1.0`): ``α`` (paper: 1).
         adv_clean_gradient (`bool`, defaults to `True`): see [`SymmetricKLConfig`].
+        adv_recompute_clean (`bool`, defaults to `False`): see [`SymmetricKLConfig`].
 
     Parameters that control the tally ``e(y, y')``:
         tat_tally_update (`str`, defaults to `"epoch"`):
