@@ -42,7 +42,9 @@ from advtrain.cli import (
 )
 from advtrain.evaluation import RobustnessReport
 from advtrain.resources import packaged_encoder_path, packaged_word_vectors_path
+from train_masked_lm import RECORD_NAME as MASKED_LM_RECORD
 
+BAE_SKIPPED = "BAE skipped: no masked LM ships offline (pass --masked_lm <folder>)"
 EMBEDDING_METHODS = ("plain", "pgd_at", "lds", "tat", "alum")
 AUGMENTATION_METHODS = ("eda", "ssmba", "a2t")
 # The paper's direction for each comparison, as read from its Tables 2 and 4 (MR columns), to set ours beside.
@@ -158,7 +160,7 @@ def evaluate(args: ComparisonArguments, run: dict, report_dir: str) -> dict:
     notes = []
     if args.masked_lm is None and "bae" in attacks:
         attacks.remove("bae")
-        notes.append("BAE skipped: no masked LM ships offline (pass --masked_lm <folder>)")
+        notes.append(BAE_SKIPPED)
     path = os.path.join(report_dir, f"mr_{run['method']}.json")
     previous = _reusable_report(args, run, path)
     done = {summary["attack"] for summary in previous["attacks"]} if previous else set()
@@ -181,8 +183,8 @@ def evaluate(args: ComparisonArguments, run: dict, report_dir: str) -> dict:
         summaries.update({s.attack: s for s in report.attacks})
         report.attacks = [summaries[a] for a in attacks if a in summaries]
         report.config["attacks"] = [s.attack for s in report.attacks]
-        stale = "BAE skipped" if "bae" in report.config["attacks"] else None  # the note of a run without BAE
-        report.notes = [n for n in dict.fromkeys(previous["notes"] + report.notes) if not (stale and n.startswith(stale))]
+        stale = {BAE_SKIPPED} if "bae" in report.config["attacks"] else set()  # the note of a run without BAE
+        report.notes = [n for n in dict.fromkeys(previous["notes"] + report.notes) if n not in stale]
     report.save(path)
     return {"report": report.to_dict(), "report_path": path}
 
@@ -304,7 +306,7 @@ def _masked_lm_record(path: str | None) -> dict | None:
     """What `benchmarks/train_masked_lm.py` recorded about the masked LM (its perplexity), when it made it."""
     if path is None:
         return None
-    record_path = os.path.join(path, "advtrain_masked_lm.json")
+    record_path = os.path.join(path, MASKED_LM_RECORD)
     if not os.path.exists(record_path):
         return {"path": path}
     with open(record_path) as f:

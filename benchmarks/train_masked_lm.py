@@ -36,12 +36,18 @@ from transformers import (
 
 from advtrain.resources import packaged_encoder_path
 
+RECORD_NAME = "advtrain_masked_lm.json"  # written next to the model; `reproduce_comparison.py` reads it back
+
 
 class MaskedPositionsTrainer(Trainer):
     """Scores the vocabulary only at the masked positions (about 15% of the tokens) instead of at every position, as
     `BertForMaskedLM` does: the loss is the same, and the tied vocabulary projection, which costs about as much as
     the whole MiniLM encoder when applied everywhere, shrinks about 7-fold. Models without a BERT-style ``cls`` head
     keep the model's own loss."""
+
+    # The loss below is a per-batch mean, so the Trainer must divide it by the gradient-accumulation steps (it would
+    # not for a model that accepts `num_items_in_batch`, such as BertForMaskedLM).
+    loss_is_scaled_for_ga = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         head = getattr(model, "cls", None)
@@ -97,7 +103,7 @@ def main() -> None:
         "max_length": script.max_length, "seed": args.seed, "train_seconds": round(seconds, 1),
         "dev_perplexity_before": round(math.exp(before), 1), "dev_perplexity_after": round(math.exp(after), 1),
     }
-    with open(os.path.join(args.output_dir, "advtrain_masked_lm.json"), "w") as f:
+    with open(os.path.join(args.output_dir, RECORD_NAME), "w") as f:
         json.dump(record, f, indent=2)
     print(json.dumps(record, indent=2))
 

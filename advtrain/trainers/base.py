@@ -363,13 +363,16 @@ class AdversarialTrainer(Trainer):
             )
         return "regression" if logits.shape[-1] == 1 else "classification"
 
-    def _perturbed_logits(self, model: nn.Module, clean: CleanPass, delta: torch.Tensor, live_embeds: bool):
-        """``f(e + δ)``; with `live_embeds` the embedding lookup is part of the graph (the outer term)."""
+    def _perturbed_logits(self, model: nn.Module, clean: CleanPass, delta: torch.Tensor | None, live_embeds: bool):
+        """``f(e + δ)`` (``f(e)`` when `delta` is None); with `live_embeds` the embedding lookup is part of the graph
+        (the outer term, or the recomputed clean pass)."""
         if live_embeds:
             embeds = self._module(model).get_input_embeddings()(clean.input_ids)
         else:
             embeds = clean.embeds.detach()
-        return model(**clean.model_inputs, inputs_embeds=embeds + delta.to(embeds.dtype)).logits
+        if delta is not None:
+            embeds = embeds + delta.to(embeds.dtype)
+        return model(**clean.model_inputs, inputs_embeds=embeds).logits
 
     def _find_perturbation(self, model: nn.Module, clean: CleanPass, first_grad: torch.Tensor | None = None):
         module = self._module(model)
@@ -443,13 +446,9 @@ class AdversarialTrainer(Trainer):
             if self.recompute_clean_pass():
                 return self._training_step_recomputing_clean(model, inputs)
             return super().training_step(model, inputs, num_items_in_batch)
-        model.train()
-        if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
-            self.optimizer.train()
-        inputs = self._prepare_inputs(inputs)
+        inputs = self._start_training_step(model, inputs)
         # Under DDP the clean backward accumulates locally; the adversarial backward syncs the sum.
-        no_sync = self.accelerator.no_sync(model) if self.accelerator.num_processes > 1 else contextlib.nullcontext()
-        with no_sync:
+        with self._accumulate_locally(model):
             with self.compute_loss_context_manager():
                 clean = self._clean_forward(model, inputs)
             reuse_clean_gradient = self.first_step_from_clean_gradient()
@@ -464,30 +463,36 @@ class AdversarialTrainer(Trainer):
         adv_loss = self._scaled_backward(weight * term)
         return clean_loss + adv_loss
 
+    def _start_training_step(self, model: nn.Module, inputs: dict[str, Any]) -> dict[str, Any]:
+        """What `Trainer.training_step` does before its forward: train mode (model and optimizer), inputs on device."""
+        model.train()
+        if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
+            self.optimizer.train()
+        return self._prepare_inputs(inputs)
+
+    def _accumulate_locally(self, model: nn.Module):
+        """`no_sync` under several processes (the backward inside accumulates without an all-reduce), else nothing."""
+        return self.accelerator.no_sync(model) if self.accelerator.num_processes > 1 else contextlib.nullcontext()
+
     def _training_step_recomputing_clean(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         """The step of `recompute_clean_pass`. With ``z = f(e)`` and ``T`` the adversarial term, the parameters'
         gradient is ``∇(α·T)`` through the perturbed pass plus the clean pass's vector-Jacobian product with
         ``∂L_task/∂z + α·∂T/∂z``; the second is taken on the recomputed clean pass, after the first graph is freed."""
-        model.train()
-        if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
-            self.optimizer.train()
-        inputs = self._prepare_inputs(inputs)
+        inputs = self._start_training_step(model, inputs)
         module = self._module(model)
         random_state = _RandomState(inputs["input_ids"].device)
         with torch.no_grad(), self.compute_loss_context_manager():
             clean = self._clean_forward(module, inputs)
         clean.logits = clean.logits.detach().requires_grad_(True)  # a leaf, to read ∂T/∂z off
         # Under DDP the term's backward accumulates locally; the clean backward syncs the sum.
-        no_sync = self.accelerator.no_sync(model) if self.accelerator.num_processes > 1 else contextlib.nullcontext()
-        with no_sync:
+        with self._accumulate_locally(model):
             with self.compute_loss_context_manager():
                 term, weight = self._adversarial_term(module, clean)
             if weight:
                 (term_logits_grad,) = torch.autograd.grad(term, clean.logits, retain_graph=True)
             adv_loss = self._scaled_backward(weight * term)
         with random_state.replayed(), self.compute_loss_context_manager():
-            embeds = module.get_input_embeddings()(clean.input_ids)
-            logits = model(**clean.model_inputs, inputs_embeds=embeds).logits
+            logits = self._perturbed_logits(model, clean, None, live_embeds=True)
             objective = task_loss(logits, clean.labels, clean.task)
             if weight:
                 objective = objective + weight * (logits.float() * term_logits_grad.float()).sum()
