@@ -16,6 +16,8 @@ _EXPORTS = {
     "AdversarialTrainer": "advtrain.trainers",
     "ALUMConfig": "advtrain.trainers",
     "ALUMTrainer": "advtrain.trainers",
+    "FreeLBConfig": "advtrain.trainers",
+    "FreeLBTrainer": "advtrain.trainers",
     "LDSConfig": "advtrain.trainers",
     "LDSTrainer": "advtrain.trainers",
     "PGDATConfig": "advtrain.trainers",
@@ -30,6 +32,7 @@ _EXPORTS = {
     "init_delta": "advtrain.perturbation",
     "normalize_direction": "advtrain.perturbation",
     "project": "advtrain.perturbation",
+    "uniform_delta": "advtrain.perturbation",
     "MissingResourceError": "advtrain.resources",
     # Offline augmenters.
     "AugmentationReport": "advtrain.augment",
@@ -42,7 +45,7 @@ _EXPORTS = {
     "ATTACK_RECIPES": "advtrain.attacks",
     "Attack": "advtrain.attacks",
     "AttackResult": "advtrain.attacks",
-    "OnlineAttackAugmentation": "advtrain.attacks.online",
+    "OnlineAttackAugmentation": "advtrain.training",
     "SentenceEncoder": "advtrain.attacks",
     "TextAttackAttack": "advtrain.attacks",
     "WordSubstitutionAttack": "advtrain.attacks",
@@ -85,7 +88,6 @@ if TYPE_CHECKING:  # pragma: no cover
         pwws,
         textfooler,
     )
-    from .attacks.online import OnlineAttackAugmentation
     from .augment import EDA, SSMBA, AugmentationReport, Augmenter, BackTranslation, FastTranslateBackend
     from .evaluation import (
         EVALUATION_ATTACKS,
@@ -98,13 +100,23 @@ if TYPE_CHECKING:  # pragma: no cover
         fit_temperature,
         summarize_attack,
     )
+    from .perturbation import (
+        Perturbation,
+        delta_norm,
+        find_perturbation,
+        init_delta,
+        normalize_direction,
+        project,
+        uniform_delta,
+    )
     from .resources import MissingResourceError
-    from .perturbation import Perturbation, delta_norm, find_perturbation, init_delta, normalize_direction, project
     from .trainers import (
-        ALUMConfig,
-        ALUMTrainer,
         AdversarialConfig,
         AdversarialTrainer,
+        ALUMConfig,
+        ALUMTrainer,
+        FreeLBConfig,
+        FreeLBTrainer,
         LDSConfig,
         LDSTrainer,
         PGDATConfig,
@@ -114,11 +126,12 @@ if TYPE_CHECKING:  # pragma: no cover
         TATConfig,
         TATTrainer,
     )
+    from .training import OnlineAttackAugmentation
 
 
 _SUBMODULES = (
-    "analysis", "attacks", "augment", "cli", "compat", "data", "demo", "evaluation", "lexicon", "losses", "perturbation",
-    "plotting", "resources", "trainers", "validation",
+    "analysis", "attacks", "augment", "checkpoints", "cli", "commands", "compat", "data", "demo", "evaluation", "lexicon",
+    "losses", "perturbation", "pipeline", "plotting", "resources", "trainers", "training", "validation",
 )
 
 

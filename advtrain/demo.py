@@ -94,6 +94,8 @@ def run_demo(
 ) -> list[Any]:
     """Trains ``plain`` and `method` on the bundled MR sample, evaluates both under `attack`, prints the table and
     returns the two `RobustnessReport`s (written to `output_dir` with ``report.md``/``report.png`` when it is given).
+    Raises `MissingResourceError` before any training when a packaged resource is missing, and
+    `advtrain.pipeline.PipelineError` for a model or an attack that cannot be used.
     """
     with _quiet_libraries():
         return _run(
@@ -130,30 +132,22 @@ def _run(*, output_dir, model_path, method, train_size, epochs, max_steps, max_l
          attack_examples, word_vectors, sentence_encoder, nltk_data, seed) -> list[Any]:
     import torch
 
-    from .cli import (
-        TrainScriptArguments,
-        evaluate_model,
-        method_classes,
-        train_classifier,
-        write_report,
-    )
+    from .attacks.registry import RECIPES, normalize_name
     from .compat import warmup_fraction
     from .data import mr_sample_path
-    from .resources import (
-        MissingResourceError,
-        packaged_encoder_path,
-        packaged_word_vectors_path,
-    )
+    from .evaluation.report_table import write_report
+    from .pipeline import TrainScriptArguments, evaluate_model, train_classifier
+    from .resources import packaged_encoder_path, packaged_word_vectors_path
+    from .trainers.registry import method_classes
 
     start = time.perf_counter()
     model_label = os.path.basename(os.path.normpath(model_path)) if model_path else "all-MiniLM-L6-v2"
-    try:  # every resource is checked before the minutes of training, not after
-        model_path = model_path or packaged_encoder_path()
-        sentence_encoder = sentence_encoder or packaged_encoder_path()
-        if word_vectors is None and attack.replace("_", "-").lower() in ("a2t", "textfooler"):
-            word_vectors = packaged_word_vectors_path()
-    except MissingResourceError as err:
-        raise SystemExit(f"advtrain demo: {err}") from None
+    # Every resource is checked before the minutes of training, not after (`MissingResourceError` names a missing one).
+    model_path = model_path or packaged_encoder_path()
+    sentence_encoder = sentence_encoder or packaged_encoder_path()
+    attack_recipe = RECIPES.get(normalize_name(attack))  # an unknown name is refused by `evaluate_model`
+    if word_vectors is None and attack_recipe is not None and "word_vectors" in attack_recipe.resources:
+        word_vectors = packaged_word_vectors_path()
     data = mr_sample_path()
     stopwords, attack_options, fallback_notes = lexicon_fallbacks(nltk_data)
     for note in fallback_notes:
@@ -172,7 +166,7 @@ def _run(*, output_dir, model_path, method, train_size, epochs, max_steps, max_l
                 **warmup_fraction(0.1), seed=seed, save_strategy="no", report_to="none", logging_strategy="no",
                 disable_tqdm=True, dataloader_pin_memory=torch.cuda.is_available(), **fields,
             )
-            script = TrainScriptArguments(method=name, model_name_or_path=model_path, dataset=data, eval_split="test",
+            script = TrainScriptArguments(method=name, dataset=data, model_name_or_path=model_path, eval_split="test",
                                           train_size=train_size, max_length=max_length)
             records[name] = record = train_classifier(script, config, quiet=True)
             _log(f"{name}: {record['global_step']} steps in {record['train_seconds']:.0f} s, test accuracy "

@@ -6,8 +6,9 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .resources import MissingResourceError
 
@@ -102,3 +103,29 @@ class WordNetFilter:
         if self.mode == "synonyms":
             return [c for c in candidates if c.lower() in synonyms]
         return [c for c in candidates if c.lower() not in antonyms]
+
+
+class WordNetSynonymy:
+    """Whether WordNet lists two words as synonyms: they share a synset, after WordNet's own morphological reduction
+    (``wordnet.synsets(word)``: "films" and "movies" share ``movie.n.01``). The measure of `synonym_share` in the
+    attack reports.
+
+    Args:
+        wordnet (`str` or WordNet reader, *optional*): an nltk ``WordNetCorpusReader`` (anything with
+            ``synsets(word)``), or the ``corpora/wordnet`` / nltk_data folder; by default found under ``NLTK_DATA``.
+    """
+
+    def __init__(self, wordnet: Any = None):
+        self.wordnet = (
+            wordnet if hasattr(wordnet, "synsets") else load_wordnet(None if wordnet is None else os.fspath(wordnet))
+        )
+        self._synsets: dict[str, frozenset] = {}
+
+    def synsets(self, word: str) -> frozenset:
+        word = word.lower()
+        if word not in self._synsets:
+            self._synsets[word] = frozenset(self.wordnet.synsets(word))
+        return self._synsets[word]
+
+    def __call__(self, word: str, other: str) -> bool:
+        return word.lower() != other.lower() and bool(self.synsets(word) & self.synsets(other))

@@ -27,3 +27,9 @@ def check_value(ok: bool, name: str, expected: str, value: Any, where: str | Non
 def check_field(owner: Any, ok: bool, name: str, expected: str) -> None:
     """`check_value` for the attribute `name` of `owner` (a config dataclass or an augmenter)."""
     check_value(ok, name, expected, getattr(owner, name))
+
+
+def normalize_name(name: str) -> str:
+    """A registry name as advtrain spells it: lower case, ``-`` for ``_`` (``"BERT_Attack"`` → ``"bert-attack"``).
+    Attack recipes and augmenters are looked up through it, so that ``_`` and ``-`` are interchangeable."""
+    return name.lower().replace("_", "-")

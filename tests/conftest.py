@@ -33,6 +33,12 @@ from transformers import (
     DistilBertForSequenceClassification,
     ElectraConfig,
     ElectraForSequenceClassification,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    LlamaConfig,
+    LlamaForSequenceClassification,
+    ModernBertConfig,
+    ModernBertForSequenceClassification,
     RobertaConfig,
     RobertaForSequenceClassification,
 )
@@ -41,6 +47,10 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("ADVTRAIN_DATA", REPO.parent / "shared" / "data"))
 VOCAB_SIZE = 400
 MODEL_FAMILIES = ("bert", "roberta", "distilbert", "deberta-v2", "electra")
+# The correctness matrix (tests/test_matrix.py): encoders with and without `**kwargs` in `forward`, and decoder
+# classifiers that pool the last real token (found from `input_ids`).
+MATRIX_FAMILIES = ("bert", "roberta", "deberta-v2", "modernbert", "llama", "gpt2")
+DECODER_FAMILIES = ("llama", "gpt2")
 
 
 def read_jsonl(name: str, split: str, limit: int | None = None) -> list[dict]:
@@ -104,6 +114,26 @@ def make_model(family: str = "bert", num_labels: int = 2, *, dropout: float = 0.
             max_position_embeddings=64, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, **common,
         )
         return ElectraForSequenceClassification(config)
+    if family == "modernbert":
+        config = ModernBertConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, max_position_embeddings=64,
+            global_attn_every_n_layers=2, local_attention=16, embedding_dropout=dropout, attention_dropout=dropout,
+            mlp_dropout=dropout, classifier_dropout=dropout, bos_token_id=2, eos_token_id=3, cls_token_id=2,
+            sep_token_id=3, **common,
+        )
+        return ModernBertForSequenceClassification(config)
+    if family == "llama":
+        config = LlamaConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=37,
+            max_position_embeddings=64, attention_dropout=dropout, bos_token_id=2, eos_token_id=3, **common,
+        )
+        return LlamaForSequenceClassification(config)
+    if family == "gpt2":
+        config = GPT2Config(
+            n_embd=32, n_layer=2, n_head=4, n_inner=37, n_positions=64, resid_pdrop=dropout, embd_pdrop=dropout,
+            attn_pdrop=dropout, summary_first_dropout=dropout, bos_token_id=2, eos_token_id=3, **common,
+        )
+        return GPT2ForSequenceClassification(config)
     raise ValueError(f"unknown family {family!r}")
 
 

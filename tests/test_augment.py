@@ -15,7 +15,6 @@ from transformers import MarianConfig, MarianMTModel
 
 from advtrain.augment import EDA, SSMBA, AugmentationReport, BackTranslation
 from advtrain.resources import MissingResourceError
-
 from conftest import DATA_DIR, make_model, read_jsonl
 
 NLTK_DATA = os.environ.get("ADVTRAIN_NLTK_DATA", str(DATA_DIR.parent / "nltk_data"))
@@ -195,6 +194,29 @@ def test_eda_missing_wordnet(tmp_path, monkeypatch):
 def test_ssmba_missing_model(tmp_path):
     with pytest.raises(MissingResourceError, match=r"masked language model.*no packaged masked LM exists offline"):
         SSMBA(tmp_path / "no-mlm", device="cpu")
+
+
+def test_ssmba_refuses_a_classifier_folder(tmp_path, tokenizer):
+    folder = tmp_path / "classifier"
+    make_model("bert", 2).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    with pytest.raises(ValueError, match="holds no masked-LM head"):
+        SSMBA(folder, device="cpu")
+
+
+def test_ssmba_loads_a_masked_lm_folder(tmp_path, tokenizer):
+    folder = tmp_path / "mlm"
+    make_model("bert", masked_lm=True).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    SSMBA(folder, device="cpu")
+
+
+def test_a_missing_text_is_named_with_its_row():
+    from datasets import Dataset
+
+    data = Dataset.from_dict({"text": ["a fine film", None], "label": [1, 0]})
+    with pytest.raises(ValueError, match=r"EDA: row 1 of the 'text' column is None, not a string"):
+        EDA(num_augmentations=1, seed=0)(data)
 
 
 def test_backtranslation_missing_model(tmp_path):

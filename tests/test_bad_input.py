@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from advtrain import LDSConfig, LDSTrainer, PGDATConfig, PGDATTrainer
-
 from conftest import batch_of, make_model
 
 

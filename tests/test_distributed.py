@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from conftest import run_checked, two_process_launcher
 
 SCRIPT = Path(__file__).parent / "scripts" / "ddp_train.py"
@@ -24,6 +25,7 @@ SCRIPT = Path(__file__).parent / "scripts" / "ddp_train.py"
     [("pgd_at", "accelerate"), ("pgd_at_fast", "accelerate"), ("lds", "accelerate"), ("tat", "accelerate"),
      ("alum", "accelerate"), ("alum_recompute", "torchrun"), ("pgd_at", "torchrun")],
 )
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path, method, launcher):
     run_checked([sys.executable, str(SCRIPT), method, str(tmp_path), "4"], tmp_path, timeout=240)
     run_checked(two_process_launcher(launcher) + [str(SCRIPT), method, str(tmp_path), "2"], tmp_path, timeout=240)
@@ -43,3 +45,17 @@ def test_two_processes_match_one(tmp_path, method, launcher):
         assert torch.equal(ranks[0]["tally"], ranks[1]["tally"]) and ranks[0]["tally"].sum() == 3 * 4
         assert torch.equal(ranks[0]["targets"], ranks[1]["targets"])
         assert torch.equal(ranks[0]["tally"], single_tally["tally"])
+
+
+@pytest.mark.parametrize("path", ["split", "joint", "recompute"])
+@pytest.mark.slow
+def test_a_nan_term_on_one_process_leaves_both_finite_and_equal(tmp_path, path):
+    script = Path(__file__).parent / "scripts" / "ddp_nan.py"
+    run_checked(two_process_launcher("torchrun") + [str(script), path, str(tmp_path)], tmp_path, timeout=240)
+    ranks = [torch.load(tmp_path / f"nan_rank{r}.pt") for r in (0, 1)]
+    assert ranks[0]["world_size"] == 2
+    for name, value in ranks[0]["state"].items():
+        assert torch.isfinite(value).all(), name
+        assert torch.equal(ranks[1]["state"][name], value), name
+    log = next(entry for entry in ranks[0]["logs"] if "adv/skipped" in entry)
+    assert log["adv/skipped"] == 2  # rank 0's two steps, summed over processes

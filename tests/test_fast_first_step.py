@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from advtrain import PGDATConfig, PGDATTrainer
-
 from conftest import batch_of, make_model
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "the film is bad", "it 's a cold , dull , empty story ."]
@@ -47,7 +46,7 @@ def test_fast_first_step_saves_one_forward(tmp_path, tokenizer):
     for fast in (False, True):
         model = make_model("bert", 2)
         calls = []
-        model.bert.register_forward_hook(lambda *a: calls.append(1))
+        model.bert.register_forward_hook(lambda *a, calls=calls: calls.append(1))
         args = PGDATConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, adv_steps=1, adv_fast_first_step=fast)
         trainer = PGDATTrainer(model=model, args=args)
         trainer.current_gradient_accumulation_steps = 1

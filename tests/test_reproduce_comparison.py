@@ -99,6 +99,7 @@ def test_markdown_has_every_section(tmp_path, recorder):
     assert "300 steps on MR train, dev perplexity 48000.0 → 30.5" in text
 
 
+@pytest.mark.slow
 def test_train_masked_lm_saves_a_masked_lm_and_its_perplexity(tmp_path, tokenizer):
     import subprocess
 

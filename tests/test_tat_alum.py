@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 from advtrain import ALUMConfig, ALUMTrainer, TATConfig, TATTrainer
 from advtrain.trainers.tat import target_distribution_from_counts
-
 from conftest import batch_of, grads_of, make_model, step_through, tokenized
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "the film is bad", "it 's a cold , dull , empty story ."]
@@ -25,10 +24,14 @@ def _skl_mtdnn(clean_logits, adv_logits):
     return kl(clean_logits.detach(), adv_logits) + kl(adv_logits.detach(), clean_logits)
 
 
-def _linf_step(delta, grad, mask, step_size, epsilon, sign):
+def _linf_step(delta, grad, mask, step_size, epsilon, sign, keep_init=True):
+    """One per-token L∞-normalised step. The defaults' reading (MT-DNN code): ``keep_init=False, epsilon=0`` gives
+    ``δ = ± η · direction``; the papers' text: ``keep_init=True`` and a binding ``epsilon``."""
     grad = grad * mask
     direction = grad / (grad.abs().amax(-1, keepdim=True) + 1e-12)
-    return ((delta.detach() + sign * step_size * direction) * mask).clamp(-epsilon, epsilon)
+    start = delta.detach() if keep_init else torch.zeros_like(delta)
+    delta = (start + sign * step_size * direction) * mask
+    return delta.clamp(-epsilon, epsilon) if epsilon > 0 else delta
 
 
 def _trainer(trainer_cls, config_cls, tmp_path, model, **config):
@@ -42,11 +45,16 @@ def _trainer(trainer_cls, config_cls, tmp_path, model, **config):
 # TAT
 
 
-def test_tat_targeted_step_equals_hand_computed(tmp_path, tokenizer):
+@pytest.mark.parametrize("reading", ["code", "paper_text"])
+def test_tat_targeted_step_equals_hand_computed(tmp_path, tokenizer, reading):
     labels = torch.tensor([0, 1, 2])
     fixed = [[0, 5, 0], [0, 0, 7], [3, 0, 0]]  # row y puts all its mass on (y + 1) % 3
     targets = (labels + 1) % 3
-    hyper = dict(adv_steps=1, adv_step_size=0.2, adv_epsilon=0.3, adv_init_std=0.0, adv_weight=0.7)
+    # The default reading has no ball (adv_epsilon=0); the papers' text projects, here onto a binding ε = 0.1.
+    epsilon = 0.0 if reading == "code" else 0.1
+    hyper = dict(adv_steps=1, adv_step_size=0.2, adv_init_std=0.0, adv_weight=0.7)
+    if reading == "paper_text":
+        hyper.update(adv_epsilon=epsilon, adv_keep_init=True)
     batch = batch_of(tokenizer, TEXTS, labels)
     inputs = {k: v for k, v in batch.items() if k not in ("input_ids", "labels")}
     mask = batch["attention_mask"].float().unsqueeze(-1)
@@ -58,7 +66,8 @@ def test_tat_targeted_step_equals_hand_computed(tmp_path, tokenizer):
     delta = torch.zeros_like(embeds, requires_grad=True)
     targeted = F.cross_entropy(model(**inputs, inputs_embeds=embeds.detach() + delta).logits, targets, reduction="sum")
     (grad,) = torch.autograd.grad(targeted, delta)
-    delta = _linf_step(delta, grad, mask, 0.2, 0.3, sign=-1.0)
+    delta = _linf_step(delta, grad, mask, 0.2, epsilon, sign=-1.0)
+    assert delta.abs().max() == pytest.approx(0.2 if reading == "code" else 0.1)
     adv = model(**inputs, inputs_embeds=model.get_input_embeddings()(batch["input_ids"]) + delta).logits
     expected = F.cross_entropy(clean, labels) + 0.7 * _skl_mtdnn(clean, adv)
     expected.backward()
@@ -254,7 +263,7 @@ def test_tally_heatmap_png(tmp_path):
 # ALUM
 
 
-def _alum_hand(model, batch, task_loss, select, seed, init_std, step_size, epsilon, weight):
+def _alum_hand(model, batch, task_loss, select, seed, init_std, step_size, epsilon, weight, keep_init):
     inputs = {k: v for k, v in batch.items() if k not in ("input_ids", "labels")}
     mask = batch["attention_mask"].float().unsqueeze(-1)
     embeds = model.get_input_embeddings()(batch["input_ids"])
@@ -265,7 +274,7 @@ def _alum_hand(model, batch, task_loss, select, seed, init_std, step_size, epsil
     p_log, q_log = F.log_softmax(select(clean.detach()), -1), F.log_softmax(select(adv), -1)
     inner = ((p_log.exp() * (p_log - q_log)).sum() + (q_log.exp() * (q_log - p_log)).sum())
     (grad,) = torch.autograd.grad(inner, delta)
-    delta = _linf_step(delta, grad, mask, step_size, epsilon, sign=1.0)
+    delta = _linf_step(delta, grad, mask, step_size, epsilon, sign=1.0, keep_init=keep_init)
     adv = model(**inputs, inputs_embeds=model.get_input_embeddings()(batch["input_ids"]) + delta).logits
     return task_loss(clean) + weight * _skl_mtdnn(select(clean), select(adv))
 
@@ -280,9 +289,16 @@ def _masked_lm_batch(tokenizer):
     return batch
 
 
+@pytest.mark.parametrize("reading", ["code", "paper_text"])
 @pytest.mark.parametrize("task", ["classification", "masked_lm"])
-def test_alum_loss_equals_hand_computed(tmp_path, tokenizer, task):
-    hyper = dict(init_std=0.05, step_size=0.2, epsilon=0.1, weight=0.7)
+def test_alum_loss_equals_hand_computed(tmp_path, tokenizer, task, reading):
+    # The defaults (MT-DNN code): the noise is dropped and nothing is projected; the papers' text keeps the noise
+    # and projects onto ε.
+    if reading == "code":
+        hyper, fields = dict(init_std=0.05, step_size=0.2, epsilon=0.0, weight=0.7, keep_init=False), {}
+    else:
+        hyper = dict(init_std=0.05, step_size=0.2, epsilon=0.1, weight=0.7, keep_init=True)
+        fields = dict(adv_epsilon=0.1, adv_keep_init=True)
     if task == "classification":
         batch = batch_of(tokenizer, TEXTS, [0, 1, 2])
         select = lambda logits: logits  # noqa: E731
@@ -303,7 +319,7 @@ def test_alum_loss_equals_hand_computed(tmp_path, tokenizer, task):
     model = build()
     model.train()
     trainer = _trainer(ALUMTrainer, ALUMConfig, tmp_path, model, adv_init_std=hyper["init_std"], adv_weight=0.7,
-                       adv_step_size=hyper["step_size"], adv_epsilon=hyper["epsilon"])
+                       adv_step_size=hyper["step_size"], **fields)
     torch.manual_seed(11)
     loss = trainer.compute_loss(model, batch)
     torch.testing.assert_close(loss, expected, atol=1e-5, rtol=0)
@@ -327,7 +343,10 @@ def test_alum_masked_lm_trains_with_the_language_modeling_collator(tmp_path, tok
     trainer.train()
     logs = [log for log in trainer.state.log_history if "adv/loss" in log]
     assert [log["step"] for log in logs] == [2, 3]  # the first step ran plain
-    assert all(log["adv/loss"] > 0 and log["adv/skipped"] == 0 and log["adv/delta_norm"] <= 1e-5 + 1e-9 for log in logs)
+    # At the defaults every real token moves by η = 1e-3 in L∞ (delta_norm: the batch mean of each example's L∞
+    # size); an example with no masked position has a zero gradient and stays at δ = 0.
+    assert all(log["adv/loss"] > 0 and log["adv/skipped"] == 0 for log in logs)
+    assert all(5e-4 < log["adv/delta_norm"] <= 1e-3 * (1 + 1e-5) for log in logs)
     assert sum(not torch.equal(p, before[n]) for n, p in model.named_parameters()) > 10
 
 
@@ -341,7 +360,7 @@ def test_constant_clean_side_runs_the_split_backward_with_the_same_gradients(tmp
     for clean_gradient, path in ((False, "training_step"), (False, "compute_loss"), (True, "compute_loss")):
         model = make_model("bert", 3, seed=7)
         trainer = _trainer(trainer_cls, config_cls, tmp_path, model, adv_clean_gradient=clean_gradient, **hyper)
-        assert trainer.regulariser_detaches_clean is not clean_gradient
+        assert trainer.backward_path == ("joint" if clean_gradient else "split")
         results[(clean_gradient, path)] = step_through(trainer, model, batch, path)
     split, joint, moving = results[(False, "training_step")], results[(False, "compute_loss")], results[(True, "compute_loss")]
     torch.testing.assert_close(split[0], joint[0], atol=1e-6, rtol=1e-5)
@@ -363,8 +382,9 @@ def test_recomputed_clean_pass_gives_the_single_backward_gradients_with_dropout(
     results, after = {}, {}
     for recompute, path in ((False, "compute_loss"), (True, "training_step")):
         model = make_model("bert", 3, dropout=0.1, seed=7)
-        trainer = _trainer(trainer_cls, config_cls, tmp_path, model, adv_recompute_clean=recompute, **hyper)
-        assert trainer.recompute_clean_pass() is recompute
+        backward = "recompute" if recompute else "joint"
+        trainer = _trainer(trainer_cls, config_cls, tmp_path, model, adv_backward=backward, **hyper)
+        assert trainer.backward_path == backward
         results[recompute] = step_through(trainer, model, batch, path)
         after[recompute] = torch.rand(3)  # the random stream goes on where the single-backward step leaves it
     (loss_single, grads_single), (loss_recomputed, grads_recomputed) = results[False], results[True]
@@ -405,7 +425,7 @@ def test_recomputed_clean_pass_keeps_one_graph_alive(tmp_path, tokenizer):
     plain.current_gradient_accumulation_steps = 1
     peaks = {"plain": _peak_activation_bytes(model, lambda: plain.training_step(model, batch))}
     for recompute in (False, True):
-        trainer = _trainer(ALUMTrainer, ALUMConfig, tmp_path, model, adv_recompute_clean=recompute)
+        trainer = _trainer(ALUMTrainer, ALUMConfig, tmp_path, model, adv_backward="recompute" if recompute else None)
         peaks[recompute] = _peak_activation_bytes(model, lambda t=trainer: t.training_step(model, batch))
     assert peaks[False] > 1.7 * peaks["plain"]  # clean and perturbed graphs alive together
     assert peaks[True] < 1.3 * peaks["plain"], peaks
@@ -414,3 +434,13 @@ def test_recomputed_clean_pass_keeps_one_graph_alive(tmp_path, tokenizer):
 def test_recomputed_clean_pass_needs_the_clean_gradient(tmp_path):
     with pytest.raises(ValueError, match="adv_recompute_clean"):
         ALUMConfig(output_dir=str(tmp_path), adv_clean_gradient=False, adv_recompute_clean=True)
+    with pytest.raises(ValueError, match="adv_backward='recompute'"):
+        ALUMConfig(output_dir=str(tmp_path), adv_clean_gradient=False, adv_backward="recompute")
+    with pytest.raises(ValueError, match="adv_backward='split'"):
+        ALUMConfig(output_dir=str(tmp_path), adv_backward="split")
+
+
+def test_deprecated_recompute_flag_is_the_recompute_path(tmp_path):
+    with pytest.warns(FutureWarning, match="adv_backward='recompute'"):
+        args = ALUMConfig(output_dir=str(tmp_path), adv_recompute_clean=True)
+    assert args.backward_path == "recompute" and not args.adv_recompute_clean

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainingArguments
 
 from advtrain import LDSConfig, LDSTrainer, PGDATConfig, PGDATTrainer
-
 from conftest import MODEL_FAMILIES, batch_of, grads_of, make_model, step_through, tokenized
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "the film is bad", "it 's a cold , dull , empty story ."]

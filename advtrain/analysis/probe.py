@@ -207,7 +207,7 @@ def train_probe(
     point_w, point_b = weight.clone(), bias.clone()  # FISTA's extrapolated point
     momentum = 1.0
     converged, iteration = False, 0
-    for iteration in range(1, config.max_iter + 1):
+    for iteration in range(1, config.max_iter + 1):  # noqa: B007 - the count is reported after the loop
         grad_w, grad_b = _smooth_gradient(x, onehot, point_w, point_b, config.l2)
         new_w = _soft_threshold(point_w - step * grad_w, config.l1 * step)
         new_b = point_b - step * grad_b

@@ -1,5 +1,9 @@
 """advtrain's own batched word-substitution attacks (A2T, A2T-MLM, BERT-Attack, TextFooler, PWWS, BAE) behind the
-`Attack` protocol, and the TextAttack adapter (textattack itself is imported only when the adapter is used)."""
+`Attack` protocol, the recipe registry, and the TextAttack adapter (textattack itself is imported only when the adapter
+is used). ``advtrain.attacks.OnlineAttackAugmentation`` still names `advtrain.training.OnlineAttackAugmentation`."""
+
+import importlib
+from typing import Any
 
 from ..lexicon import WordNetFilter, load_stopwords, load_wordnet
 from .candidates import (
@@ -31,7 +35,9 @@ from .recipes import (
     pwws,
     textfooler,
 )
+from .registry import RECIPES, Recipe, normalize_name, recipe
 from .results import STATUSES, Attack, AttackResult
+from .runner import run_attack
 from .search import WordSubstitutionAttack
 from .textattack_adapter import (
     TextAttackAttack,
@@ -44,6 +50,8 @@ from .words import Words, is_word
 
 __all__ = [
     "ATTACK_RECIPES",
+    "RECIPES",
+    "Recipe",
     "STATUSES",
     "Attack",
     "AttackResult",
@@ -74,10 +82,20 @@ __all__ = [
     "load_masked_lm",
     "load_stopwords",
     "load_wordnet",
+    "normalize_name",
     "pwws",
+    "recipe",
+    "run_attack",
     "spacy_pos_tagger",
     "textattack_pso",
     "textattack_recipe",
     "textattack_word_embedding",
     "textfooler",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Online augmentation moved to `advtrain.training`; looked up on use, so that this package does not import it.
+    if name == "OnlineAttackAugmentation":
+        return importlib.import_module("advtrain.training.online").OnlineAttackAugmentation
+    raise AttributeError(f"module 'advtrain.attacks' has no attribute {name!r}")

@@ -8,13 +8,14 @@ of all active examples into one call is what lets `MaskedLMSwap` run a single ma
 from __future__ import annotations
 
 import os
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import torch
 
+from ..lexicon import WordNetFilter, load_wordnet
 from ..resources import MissingResourceError
 from .batching import eval_mode, length_sorted_batches, model_device
-from ..lexicon import WordNetFilter, load_wordnet
 from .vectors import WordVectors
 from .words import Words, is_word
 

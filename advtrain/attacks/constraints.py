@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
+from ..lexicon import load_stopwords
 from ..resources import MissingResourceError
 from .batching import eval_mode, length_sorted_batches, model_device
-from ..lexicon import load_stopwords
 from .vectors import WordVectors
 from .words import Words
 
@@ -260,7 +261,7 @@ class SentenceEncoder:
         self._cache: dict[str, torch.Tensor] = {}
 
     @classmethod
-    def from_object(cls, obj: Any) -> "SentenceEncoder":
+    def from_object(cls, obj: Any) -> SentenceEncoder:
         return obj if isinstance(obj, SentenceEncoder) else cls(obj)
 
     def encode(self, texts: Sequence[str], cache: bool = False) -> torch.Tensor:

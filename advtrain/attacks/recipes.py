@@ -3,16 +3,16 @@ constraint values (as TextAttack's recipes set them).
 
 Every resource (word vectors, masked LM, sentence encoder, stop words, POS tagger) is a local path or an object;
 nothing is downloaded, and a missing one raises `advtrain.resources.MissingResourceError` saying how to supply it.
+Which recipe needs which resource, and which function here builds it, is declared in `advtrain.attacks.registry`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from ..resources import MissingResourceError
 from .candidates import EmbeddingNeighbourSwap, MaskedLMSwap, WordNetSynonymSwap
 from .constraints import (
-    HOW_TO_PROVIDE_ENCODER,
     MaxModificationRate,
     PartOfSpeech,
     RepeatModification,
@@ -22,6 +22,7 @@ from .constraints import (
     Tagger,
     WordEmbeddingDistance,
 )
+from .registry import RECIPES, RESOURCES, missing_sentence_encoder, recipe
 from .search import WordSubstitutionAttack
 from .vectors import WordVectors
 
@@ -32,9 +33,7 @@ def _encoder_constraint(sentence_encoder: Any, threshold: float | None, required
     if sentence_encoder is None:
         if not required:
             return []
-        raise MissingResourceError(
-            "sentence encoder", HOW_TO_PROVIDE_ENCODER + ", or set min_sentence_similarity=None to drop the constraint"
-        )
+        raise missing_sentence_encoder()
     return [SentenceEncoderSimilarity(SentenceEncoder.from_object(sentence_encoder), threshold, **options)]
 
 
@@ -282,21 +281,22 @@ def bae(
     return WordSubstitutionAttack(transformation, constraints, "delete", name="bae", **search_kwargs)
 
 
+# The native builders by recipe name (`advtrain.attacks.registry` names each recipe's builder).
 ATTACK_RECIPES: dict[str, Callable[..., WordSubstitutionAttack]] = {
-    "a2t": a2t,
-    "a2t-mlm": a2t_mlm,
-    "bert-attack": bert_attack,
-    "textfooler": textfooler,
-    "pwws": pwws,
-    "bae": bae,
+    r.name: globals()[r.native] for r in RECIPES.values() if r.native is not None
 }
 
 
 def build_attack(name: str, **resources) -> WordSubstitutionAttack:
     """Builds the recipe `name` (``"a2t"``, ``"a2t-mlm"``, ``"bert-attack"``, ``"textfooler"``, ``"pwws"``, ``"bae"``;
-    ``_`` and ``-`` are interchangeable)
-    with `resources` and options passed through to the recipe function."""
-    key = name.lower().replace("_", "-")
-    if key not in ATTACK_RECIPES:
-        raise ValueError(f"unknown attack recipe {name!r}; known recipes: {', '.join(sorted(ATTACK_RECIPES))}")
-    return ATTACK_RECIPES[key](**resources)
+    case is ignored and ``_`` and ``-`` are interchangeable) with `resources` and options passed through to the recipe
+    function."""
+    return ATTACK_RECIPES[recipe(name, backend="native").name](**resources)
+
+
+def build_native(name: str, **resources_and_options) -> WordSubstitutionAttack:
+    """As `build_attack`, but resource keywords (`advtrain.attacks.registry.RESOURCES`) the recipe does not take are
+    dropped: a caller holding every resource passes them all."""
+    found = recipe(name, backend="native")
+    kwargs = {k: v for k, v in resources_and_options.items() if k not in RESOURCES or k in found.resources}
+    return ATTACK_RECIPES[found.name](**kwargs)

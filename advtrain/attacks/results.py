@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 # Outcome of attacking one example:
 #   successful - the perturbed text is misclassified by the model;
@@ -65,7 +66,7 @@ class AttackResult:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AttackResult":
+    def from_dict(cls, data: dict[str, Any]) -> AttackResult:
         return cls(**data)
 
 

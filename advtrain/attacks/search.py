@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -296,6 +297,15 @@ class WordSubstitutionAttack:
             )
         if not len(texts) == len(labels) == len(indices):
             raise ValueError(f"got {len(texts)} texts, {len(labels)} labels and {len(indices)} indices")
+        num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+        if isinstance(num_labels, int):
+            bad = next(((i, lab) for i, lab in zip(indices, labels) if not 0 <= int(lab) < num_labels), None)
+            if bad is not None:
+                raise ValueError(
+                    f"WordSubstitutionAttack: example {bad[0]} has label {bad[1]!r}, but the model has num_labels="
+                    f"{num_labels} (labels must be in [0, {num_labels - 1}]). Use the dataset the model was trained "
+                    "on, or map its labels to the model's class ids."
+                )
         start = time.perf_counter()
         examples = []
         for text, label, index in zip(texts, labels, indices):

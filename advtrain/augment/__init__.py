@@ -4,6 +4,7 @@ Each augmenter is a seeded ``datasets.Dataset -> datasets.Dataset`` transform (`
 every column, adds ``source_index`` and records its counts in ``augmenter.last_report``. See docs/augment.md.
 """
 
+from ..validation import normalize_name
 from .back_translation import BackTranslation, FastTranslateBackend
 from .base import AugmentationReport, Augmenter
 from .eda import EDA, load_wordnet_and_stopwords
@@ -15,7 +16,7 @@ AUGMENTERS: dict[str, type[Augmenter]] = {"eda": EDA, "ssmba": SSMBA, "back-tran
 
 def build_augmenter(name: str, *args, **kwargs) -> Augmenter:
     """Builds the augmenter called `name` (``"eda"``, ``"ssmba"``, ``"back-translation"``) with the given arguments."""
-    key = name.lower().replace("_", "-").replace("backtranslation", "back-translation")
+    key = normalize_name(name).replace("backtranslation", "back-translation")
     if key not in AUGMENTERS:
         raise ValueError(f"unknown augmenter {name!r}; known augmenters: {', '.join(sorted(AUGMENTERS))}")
     return AUGMENTERS[key](*args, **kwargs)

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..resources import MissingResourceError, require_path
-from .base import Augmenter, default_device, is_int, is_number
+from ..validation import is_int, is_number
+from .base import Augmenter, default_device
 
 Translate = Callable[[list[str]], list[str]]
 

@@ -12,13 +12,14 @@ import dataclasses
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from datasets import Dataset, Features, Value
 
-from ..validation import check_field, is_int, is_number
+from ..validation import check_field, is_int
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +201,12 @@ class Augmenter:
         candidates = {}
         for c, child in zip(self.text_columns, rng.spawn(len(self.text_columns))):
             texts = list(dataset[c])
+            bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+            if bad is not None:
+                raise ValueError(
+                    f"{type(self).__name__}: row {bad} of the '{c}' column is {texts[bad]!r}, not a string. Drop or fill "
+                    f"such rows first, e.g. `dataset.filter(lambda r: isinstance(r['{c}'], str))`."
+                )
             out = self.augment_texts(texts, child) if texts else []
             if len(out) != len(texts) or any(len(copies) != n for copies in out):
                 raise RuntimeError(f"{type(self).__name__}.augment_texts must return {n} candidates per text.")

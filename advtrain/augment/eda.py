@@ -10,12 +10,13 @@ shares) — see docs/augment.md.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from ..lexicon import load_stopwords, load_wordnet
-from .base import Augmenter, is_number
+from ..validation import is_number
+from .base import Augmenter
 
 OPERATIONS = ("sr", "ri", "rs", "rd")
 

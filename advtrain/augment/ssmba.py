@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..resources import MissingResourceError, require_path
-from .base import Augmenter, default_device, is_int, is_number
+from ..resources import require_path
+from ..validation import is_int, is_number
+from .base import Augmenter, default_device
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +122,14 @@ class SSMBA(Augmenter):
 
         if isinstance(model, (str, os.PathLike)):
             path = require_path(model, "masked language model", _HOW_TO_PROVIDE_MLM)
-            model = AutoModelForMaskedLM.from_pretrained(path)
+            model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
+            fresh = [k for k in info.get("missing_keys", []) if not k.endswith(("position_ids", "bias"))]
+            if fresh:
+                raise ValueError(
+                    f"SSMBA: {path} holds no masked-LM head ({len(fresh)} weights would be initialised at random, e.g. "
+                    f"{fresh[0]!r}); it is probably a classifier or a bare encoder. Point `model` at a masked LM "
+                    "(e.g. one saved from AutoModelForMaskedLM, or made by benchmarks/train_masked_lm.py)."
+                )
             tokenizer = path if tokenizer is None else tokenizer
         if not isinstance(model, torch.nn.Module):
             raise ValueError(f"`model` must be a path or a masked LM object, got {type(model).__name__}.")

@@ -7,13 +7,14 @@ import os
 from typing import Any
 
 from ..attacks.candidates import load_masked_lm
-from ..attacks.constraints import HOW_TO_PROVIDE_ENCODER, SentenceEncoder
-from ..attacks.recipes import a2t, a2t_mlm, bae, bert_attack, pwws, textfooler
+from ..attacks.constraints import SentenceEncoder
+from ..attacks.recipes import build_native
+from ..attacks.registry import RECIPES, missing_sentence_encoder, recipe
 from ..attacks.results import Attack
 from ..attacks.vectors import WordVectors
 from ..resources import MissingResourceError
 
-EVALUATION_ATTACKS = ("textfooler", "a2t", "a2t-mlm", "bae", "bert-attack", "pwws", "pso")
+EVALUATION_ATTACKS = tuple(RECIPES)  # textfooler, a2t, a2t-mlm, bae, bert-attack, pwws, pso
 BACKENDS = ("auto", "native", "textattack")
 
 HOW_TO_PROVIDE_SEMEMES = (
@@ -23,17 +24,7 @@ HOW_TO_PROVIDE_SEMEMES = (
     "TextAttack's particle-swarm search only"
 )
 
-# What each published recipe downloads, for the notes.
-_ENCODER_REPLACED = {
-    "textfooler": "the Universal Sentence Encoder",
-    "bae": "the Universal Sentence Encoder",
-    "bert-attack": "the Universal Sentence Encoder",
-    "a2t": "SBERT stsb-distilbert-base",
-    "a2t-mlm": "SBERT stsb-distilbert-base",
-}
-_USES_VECTORS = ("textfooler", "a2t")
-_USES_MLM = ("a2t-mlm", "bae", "bert-attack")
-_USES_POS = ("textfooler", "a2t", "a2t-mlm", "bae")
+# What each published recipe downloads, for the notes: `advtrain.attacks.registry.Recipe.substitutes`.
 
 
 def _describe(resource: Any) -> str:
@@ -44,7 +35,11 @@ def _describe(resource: Any) -> str:
             if f"{os.sep}{package}{os.sep}" in path + os.sep:
                 return f"{name} ({path})"
         return path
+    if resource is None:  # only word vectors have a default (`WordVectors.from_object(None)`)
+        return "the default GloVe 6B 50-d counter-fitted with WordNet (advtrain.attacks.counterfit)"
     if isinstance(resource, WordVectors):
+        if getattr(resource, "description", None):
+            return resource.description
         return f"a WordVectors table ({resource.matrix.shape[0]} words, {resource.matrix.shape[1]}-d)"
     model = resource.model if isinstance(resource, SentenceEncoder) else resource
     config = getattr(model, "config", None)
@@ -54,14 +49,14 @@ def _describe(resource: Any) -> str:
 
 
 def _notes(key: str, resources: dict[str, Any], options: dict[str, Any]) -> list[str]:
-    notes = []
-    if key in _USES_VECTORS:
+    notes, replaced = [], RECIPES[key].substitutes
+    if "word_vectors" in replaced:
         wordnet_filter = options.get("wordnet_filter", "antonyms")
         notes.append(
-            f"word vectors: {_describe(resources['word_vectors'])} instead of the counter-fitted paragramcf vectors"
+            f"word vectors: {_describe(resources['word_vectors'])} instead of {replaced['word_vectors']}"
             + (f" (WordNet {wordnet_filter} filter on the neighbours)" if wordnet_filter else " (no WordNet filter)")
         )
-    if key in _ENCODER_REPLACED:
+    if "sentence_encoder" in replaced:
         if options.get("min_sentence_similarity", 0.0) is None:
             notes.append("sentence-encoder constraint dropped (min_sentence_similarity=None)")
         elif resources["sentence_encoder"] is None:
@@ -69,27 +64,26 @@ def _notes(key: str, resources: dict[str, Any], options: dict[str, Any]) -> list
         else:
             notes.append(
                 f"sentence encoder: {_describe(resources['sentence_encoder'])} (mean-pooled) instead of "
-                f"{_ENCODER_REPLACED[key]}"
+                f"{replaced['sentence_encoder']}"
             )
-    if key in _USES_MLM:
+    if "masked_lm" in replaced:
         notes.append(
-            f"masked LM: {_describe(resources['masked_lm'])} instead of bert-base-uncased (single-token candidates only)"
+            f"masked LM: {_describe(resources['masked_lm'])} instead of {replaced['masked_lm']} (single-token candidates "
+            "only)"
         )
-    if key in _USES_POS:
+    if "pos_tagger" in replaced:
         if resources["pos_tagger"] is None:
             notes.append("part-of-speech constraint dropped (no pos_tagger given)")
         else:
-            notes.append(f"POS tagger: {_describe(resources['pos_tagger'])} instead of nltk's perceptron tagger")
-    if key == "textfooler" and resources["stopwords"] is None:
-        notes.append("stop words: nltk's English list instead of TextFooler's own 240 words")
+            notes.append(f"POS tagger: {_describe(resources['pos_tagger'])} instead of {replaced['pos_tagger']}")
+    if "stopwords" in replaced and resources["stopwords"] is None:
+        notes.append(f"stop words: nltk's English list instead of {replaced['stopwords']}")
     return notes
 
 
 def _check_encoder(sentence_encoder: Any, options: dict[str, Any]) -> Any:
     if sentence_encoder is None and options.get("min_sentence_similarity", 0.0) is not None:
-        raise MissingResourceError(
-            "sentence encoder", HOW_TO_PROVIDE_ENCODER + ", or set min_sentence_similarity=None to drop the constraint"
-        )
+        raise missing_sentence_encoder()
     return None if sentence_encoder is None else SentenceEncoder.from_object(sentence_encoder)
 
 
@@ -148,9 +142,7 @@ def build_evaluation_attack(
     Returns:
         ``(attack, notes)``: an object implementing the `Attack` protocol, and the substitution notes.
     """
-    key = name.lower().replace("_", "-")
-    if key not in EVALUATION_ATTACKS:
-        raise ValueError(f"unknown evaluation attack {name!r}; known: {', '.join(EVALUATION_ATTACKS)}")
+    key = recipe(name, what="evaluation attack").name
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if key == "pso":
@@ -168,18 +160,7 @@ def build_evaluation_attack(
         return _textattack(key, resources, mlm_tokenizer, query_budget, time_limit_s, options)
     options.setdefault("progress", False)
     search = {"query_budget": query_budget, "time_limit_s": time_limit_s, **options}
-    if key == "textfooler":
-        attack = textfooler(word_vectors, sentence_encoder, pos_tagger, stopwords, wordnet=wordnet, **search)
-    elif key == "a2t":
-        attack = a2t(word_vectors, sentence_encoder, pos_tagger, stopwords, wordnet=wordnet, **search)
-    elif key == "a2t-mlm":
-        attack = a2t_mlm(masked_lm, mlm_tokenizer, sentence_encoder, pos_tagger, stopwords, **search)
-    elif key == "bae":
-        attack = bae(masked_lm, mlm_tokenizer, sentence_encoder, pos_tagger, stopwords, **search)
-    elif key == "bert-attack":
-        attack = bert_attack(masked_lm, mlm_tokenizer, sentence_encoder, stopwords, **search)
-    else:
-        attack = pwws(wordnet, stopwords, **search)
+    attack = build_native(key, **resources, mlm_tokenizer=mlm_tokenizer, wordnet=wordnet, **search)
     return attack, _notes(key, resources, options)
 
 
@@ -193,17 +174,18 @@ def _textattack(key, resources, mlm_tokenizer, query_budget, time_limit_s, optio
     )
 
     _import_textattack()
-    if key in _USES_VECTORS:
+    replaced = RECIPES[key].substitutes
+    if "word_vectors" in replaced:
         resources["word_vectors"] = WordVectors.from_object(resources["word_vectors"])
-    if key in _ENCODER_REPLACED:
+    if "sentence_encoder" in replaced:
         resources["sentence_encoder"] = _check_encoder(resources["sentence_encoder"], options)
-    if key in _USES_MLM:
+    if "masked_lm" in replaced:
         resources["masked_lm"], mlm_tokenizer = load_masked_lm(resources["masked_lm"], mlm_tokenizer)
     # TextAttack's recipes have no WordNet filter and their own progress output; these native-only options are dropped.
     wordnet_filter = options.pop("wordnet_filter", None)
     options.pop("progress", None)
     notes = _notes(key, resources, {**options, "wordnet_filter": None})
-    if wordnet_filter and key in _USES_VECTORS:
+    if wordnet_filter and "word_vectors" in replaced:
         notes.append(f"wordnet_filter={wordnet_filter!r} not applied: TextAttack's recipe has no WordNet filter")
     recipe_options = {k: options.pop(k) for k in ("min_sentence_similarity", "max_candidates", "mlm_max_length",
                                                   "model_batch_size") if k in options}

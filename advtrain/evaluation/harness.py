@@ -12,8 +12,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..attacks.results import Attack, AttackResult
+from ..attacks.results import Attack
+from ..attacks.runner import run_attack  # the loop shared with online attack augmentation
 from ..resources import MissingResourceError
+from .embedding import embedding_robustness_curve
+from .examples import adversarial_examples
 from .metrics import RobustnessReport, summarize_attack
 from .scoring import (
     TemperatureScaledModel,
@@ -57,44 +60,6 @@ def _attack_entries(attacks: Any) -> list[tuple[str, Attack, list[str]]]:
     return entries
 
 
-def _error_result(index: int, text: Any, label: int, err: BaseException) -> AttackResult:
-    return AttackResult(index, text, None, label, -1, None, "error", error=f"{type(err).__name__}: {err}")
-
-
-def run_attack(
-    attack: Attack,
-    model: torch.nn.Module,
-    tokenizer: Any,
-    texts: Sequence[Any],
-    labels: Sequence[int],
-    indices: Sequence[int],
-    *,
-    chunk_size: int = 32,
-    bar: Any = None,
-) -> list[AttackResult]:
-    """Runs `attack` on the examples `chunk_size` at a time. A chunk whose `attack_batch` raises is retried one example
-    at a time, so one bad example yields an ``error`` result and the others their own results."""
-    results: list[AttackResult] = []
-    for start in range(0, len(texts), chunk_size):
-        chunk = slice(start, start + chunk_size)
-        args = list(texts[chunk]), list(labels[chunk]), list(indices[chunk])
-        try:
-            out = attack.attack_batch(model, tokenizer, *args)
-            if len(out) != len(args[0]):
-                raise ValueError(f"attack returned {len(out)} results for {len(args[0])} examples")
-        except Exception:  # noqa: BLE001 - isolate the failing example below
-            out = []
-            for text, label, index in zip(*args):
-                try:
-                    out += attack.attack_batch(model, tokenizer, [text], [label], [index])[:1]
-                except Exception as err:  # noqa: BLE001 - recorded as the example's `error` status
-                    out.append(_error_result(index, text, label, err))
-        results += out
-        if bar is not None:
-            bar.update(len(out))
-    return results
-
-
 def _model_name(model: Any, path: Any) -> str:
     if path is not None:
         return os.fspath(path)
@@ -119,6 +84,10 @@ def evaluate_robustness(
     progress: bool = True,
     model_name: str | None = None,
     dataset_name: str | None = None,
+    synonyms: Any = "wordnet",
+    embedding_radii: Sequence[float] | None = None,
+    embedding_steps: int = 10,
+    embedding_norm: str = "l2",
 ) -> RobustnessReport:
     """Evaluates a classifier's robustness: clean accuracy on `dataset`, each attack on a fixed seeded sample of it,
     clean accuracy on extra (out-of-distribution) datasets, optionally after temperature calibration.
@@ -144,6 +113,14 @@ def evaluate_robustness(
             examples handed to an attack at a time.
         progress (`bool`, *optional*, defaults to `True`): a tqdm bar over the attacked examples of each attack.
         model_name, dataset_name (`str`, *optional*): names for the report.
+        synonyms (`str`, WordNet reader or `Callable[[str, str], bool]`, *optional*, defaults to ``"wordnet"``): judges
+            each word substitution of the successful attacks for the summaries' `synonym_share`: ``"wordnet"`` uses
+            `advtrain.lexicon.WordNetSynonymy` under ``NLTK_DATA`` (without WordNet the share is left out, noted); a
+            WordNet reader or folder, or any function ``(word, substitute) -> bool``; `None` skips the judgement.
+        embedding_radii (`Sequence[float]`, *optional*): radii of an embedding-space PGD robust-accuracy curve on the
+            attacked sample (`embedding_robustness_curve`; the report's `embedding_curve`); none by default.
+        embedding_steps (`int`, *optional*, defaults to 10): PGD steps per radius.
+        embedding_norm (`str`, *optional*, defaults to ``"l2"``): the curve's ball (``"l2"`` or ``"linf"``).
 
     Returns:
         `RobustnessReport`
@@ -163,6 +140,7 @@ def evaluate_robustness(
         raise ValueError("evaluate_robustness got an empty dataset")
     if num_examples is not None and num_examples < 1:
         raise ValueError(f"num_examples must be at least 1, got {num_examples}")
+    is_synonym, run_notes = _synonym_check(synonyms)
     columns = {"text_column": text_column, "label_column": label_column, "batch_size": batch_size, "max_length": max_length}
 
     was_training = model.training
@@ -181,7 +159,7 @@ def evaluate_robustness(
         victim = model if temperature is None else TemperatureScaledModel(model, temperature)
         for p in model.parameters():
             p.requires_grad_(False)
-        summaries = []
+        summaries, examples = [], []
         for name, attack, notes in entries:
             with tqdm(total=len(rows), desc=f"attack {name}", unit="ex", disable=not progress) as bar:
                 start = time.perf_counter()
@@ -190,7 +168,14 @@ def evaluate_robustness(
                     chunk_size=batch_size, bar=bar,
                 )
                 seconds = time.perf_counter() - start
-            summaries.append(summarize_attack(results, name, seconds, notes))
+            summaries.append(summarize_attack(results, name, seconds, notes, is_synonym=is_synonym))
+            examples += adversarial_examples(results, name, is_synonym)
+        curve = None
+        if embedding_radii is not None:
+            curve = embedding_robustness_curve(
+                model, tokenizer, [texts[i] for i in rows], [labels[i] for i in rows], embedding_radii,
+                steps=embedding_steps, norm=embedding_norm, batch_size=batch_size, max_length=max_length,
+            )
     finally:
         for name, p in model.named_parameters():
             p.requires_grad_(requires_grad[name])
@@ -204,7 +189,8 @@ def evaluate_robustness(
         attacks=summaries,
         ood_accuracy=ood,
         temperature=temperature,
-        notes=[] if temperature is None else [f"attacks ran on logits / T with T = {temperature:.4g} fitted on a dev set"],
+        notes=run_notes
+        + ([] if temperature is None else [f"attacks ran on logits / T with T = {temperature:.4g} fitted on a dev set"]),
         config={
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in columns.items()},
             "num_examples": num_examples,
@@ -213,5 +199,23 @@ def evaluate_robustness(
             "attacks": [name for name, _, _ in entries],
             "ood_datasets": list(ood),
             "calibrated": temperature is not None,
+            "embedding_radii": None if embedding_radii is None else [float(r) for r in embedding_radii],
         },
+        examples=examples,
+        embedding_curve=curve,
     )
+
+
+def _synonym_check(synonyms: Any) -> tuple[Any, list[str]]:
+    """The ``(word, substitute) -> bool`` judge of `evaluate_robustness`'s `synonyms`, and a note when WordNet is
+    missing."""
+    from ..lexicon import WordNetSynonymy
+
+    if synonyms is None:
+        return None, []
+    if callable(synonyms) and not hasattr(synonyms, "synsets"):
+        return synonyms, []
+    try:
+        return WordNetSynonymy(None if synonyms == "wordnet" else synonyms), []
+    except (MissingResourceError, ImportError) as err:  # no WordNet data, or no nltk (the `augment` extra)
+        return None, [f"WordNet synonym share not measured: {err}"]

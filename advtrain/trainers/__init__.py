@@ -1,5 +1,6 @@
 from .alum import ALUMConfig, ALUMTrainer
 from .base import AdversarialConfig, AdversarialTrainer, CleanPass, check_model_supports_perturbation
+from .freelb import FreeLBConfig, FreeLBTrainer
 from .lds import LDSConfig, LDSTrainer
 from .pgd_at import PGDATConfig, PGDATTrainer
 from .smoothness import SymmetricKLConfig, SymmetricKLTrainer
@@ -11,6 +12,8 @@ __all__ = [
     "AdversarialConfig",
     "AdversarialTrainer",
     "CleanPass",
+    "FreeLBConfig",
+    "FreeLBTrainer",
     "LDSConfig",
     "LDSTrainer",
     "PGDATConfig",

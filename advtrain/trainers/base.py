@@ -1,5 +1,5 @@
 """What every embedding-space adversarial trainer shares: the perturbation fields of the config, the clean pass,
-the call into the perturbation engine, the optimisation step, logging and the adversarial training state.
+the call into the perturbation engine, the backward policy, logging and the adversarial training state.
 
 A method subclasses [`AdversarialTrainer`] and writes only its objective:
 
@@ -7,33 +7,52 @@ A method subclasses [`AdversarialTrainer`] and writes only its objective:
   ``descend = True``), summed over examples so that each example's step does not depend on the batch size;
 - [`AdversarialTrainer.adversarial_loss`]: the term added to the task loss with weight ``α`` (a batch mean);
 - optionally [`AdversarialTrainer.prepare_clean_pass`] to attach per-batch data (e.g. TAT's targets).
+
+How the objective is back-propagated is one validated config field, `adv_backward` (see `BACKWARD_PATHS`); every
+path goes through `AdversarialTrainer._backward`, which scales a batch-mean loss as `Trainer.training_step` does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
+import logging
 import os
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from accelerate.utils import DistributedType
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.training_args import OptimizerNames
 
-try:  # transformers >= 4.40
-    from accelerate.utils import DistributedType
-except ImportError:  # pragma: no cover
-    DistributedType = None
-
+from ..checkpoints import checkpoint_at_step, load_state, resolve_resume_checkpoint, save_state
 from ..losses import task_loss
 from ..perturbation import NORMS, STEP_NORMS, delta_norm, find_perturbation, token_mask_like
 from ..validation import check_field, is_int, is_number
+from .site import input_embedding_module, perturbed_embeddings
+
+logger = logging.getLogger(__name__)
 
 ADVERSARIAL_STATE_NAME = "advtrain_state.pt"
+
+BACKWARD_PATHS = ("joint", "split", "recompute")
+"""How a training step back-propagates ``L_task + α·T``:
+
+- ``"joint"``: one backward of the whole objective (the clean and the perturbed graphs are alive together);
+- ``"split"``: the clean loss is back-propagated first and its graph freed before ``δ`` is searched; exact only when
+  ``T`` treats the clean pass as a constant (PGD-AT, LDS, TAT/ALUM with ``adv_clean_gradient=False``);
+- ``"recompute"``: for a ``T`` that also moves the clean prediction, the clean pass first runs without a graph, ``T``
+  is back-propagated, and the clean pass is recomputed with the same dropout masks for its own backward (one more
+  forward, one graph alive at a time).
+"""
+
+# The smallest L∞ size of δ whose effect on the logits exceeds the rounding of an autocast forward, per dtype,
+# measured on all-MiniLM-L6-v2 (benchmarks/mixed_precision.py, benchmarks/results/mixed_precision.md).
+AUTOCAST_MIN_DELTA = {torch.bfloat16: 3e-3, torch.float16: 3e-4}
 
 
 @dataclass
@@ -48,9 +67,13 @@ class AdversarialConfig(TrainingArguments):
         adv_step_size (`float`, defaults to `1e-3`):
             Size of each ascent step (``η``, or ``μ`` in the comparison paper).
         adv_epsilon (`float`, defaults to `1e-5`):
-            Radius of the ball ``‖δ‖ ≤ ε`` that ``δ`` is projected onto after every step (``ε``).
+            Radius of the ball ``‖δ‖ ≤ ε`` that ``δ`` is projected onto after every step (``ε``); ``0`` means no
+            ball (``δ`` is only zeroed on padding).
         adv_init_std (`float`, defaults to `1e-5`):
             Standard deviation of the Gaussian noise ``δ`` starts from (``σ``); ``0`` starts from ``δ = 0``.
+        adv_keep_init (`bool`, defaults to `True`):
+            Whether the initial noise stays part of ``δ`` (``δ₁ = Π(noise ± η·dir)``, the papers' text) or only marks
+            where the first gradient is taken (``δ₁ = Π(± η·dir)``, the MT-DNN code behind the ALUM and TAT numbers).
         adv_norm (`str`, defaults to `"linf"`):
             The ball: ``"l2"`` (per example, over all its real tokens and hidden units) or ``"linf"`` (per element).
         adv_step_norm (`str`, defaults to `"linf"`):
@@ -60,6 +83,13 @@ class AdversarialConfig(TrainingArguments):
             Weight of the adversarial term in the loss (``α``); ``0`` trains plainly.
         adv_start_step (`int`, defaults to `0`):
             Optimizer steps trained with the plain objective before the adversarial term is switched on.
+
+    Parameters that control the backward:
+        adv_backward (`str`, *optional*):
+            How a step back-propagates the objective: ``"joint"``, ``"split"`` or ``"recompute"`` (see
+            `advtrain.trainers.base.BACKWARD_PATHS`). ``None`` picks the method's fastest exact path: ``"split"``
+            when its term treats the clean pass as a constant, else ``"joint"``. Under DeepSpeed or a LOMO optimizer
+            (whose backward also updates the weights) only ``"joint"`` is possible.
     """
 
     adv_steps: int = field(
@@ -69,11 +99,19 @@ class AdversarialConfig(TrainingArguments):
         default=1e-3, metadata={"help": "Size of each ascent step of the inner loop (η, or μ in the comparison paper)."}
     )
     adv_epsilon: float = field(
-        default=1e-5, metadata={"help": "Radius ε of the ball ‖δ‖ ≤ ε that the perturbation is projected onto."}
+        default=1e-5,
+        metadata={"help": "Radius ε of the ball ‖δ‖ ≤ ε that the perturbation is projected onto; 0 means no ball."},
     )
     adv_init_std: float = field(
         default=1e-5,
         metadata={"help": "Standard deviation σ of the Gaussian noise the perturbation starts from; 0 starts at δ = 0."},
+    )
+    adv_keep_init: bool = field(
+        default=True,
+        metadata={
+            "help": "Keep the initial noise in δ (δ₁ = Π(noise ± η·dir), the papers' text); False only takes the first "
+            "gradient at the noise and starts δ from 0 (δ₁ = Π(± η·dir), the MT-DNN SmartPerturbation code)."
+        },
     )
     adv_norm: str = field(
         default="linf",
@@ -95,22 +133,78 @@ class AdversarialConfig(TrainingArguments):
         metadata={"help": "Optimizer steps trained with the plain loss before the adversarial term is switched on."},
     )
 
+    adv_backward: str | None = field(
+        default=None,
+        metadata={
+            "help": "How a step back-propagates the objective: 'joint' (one backward), 'split' (clean backward first; "
+            "needs a term that treats the clean pass as constant) or 'recompute' (clean pass recomputed for its "
+            "backward). Default: 'split' where exact, else 'joint'.",
+            "choices": BACKWARD_PATHS,
+        },
+    )
+
     def __post_init__(self):
-        self._validate_adversarial_fields()
+        self.validate_adversarial()
         super().__post_init__()
 
-    def _validate_adversarial_fields(self) -> None:
+    # ----------------------------------------------------------------------------------------------------------
+    # What the backward policy reads from a config.
+
+    @property
+    def term_reads_clean_graph(self) -> bool:
+        """Whether the adversarial term back-propagates into the clean pass (then ``"split"`` would be inexact)."""
+        return False
+
+    @property
+    def first_step_from_clean_gradient(self) -> bool:
+        """Whether the first ascent direction is read off the clean backward (PGD-AT's `adv_fast_first_step`)."""
+        return False
+
+    @property
+    def backward_path(self) -> str:
+        """`adv_backward`, or the method's default when it is ``None``."""
+        if self.adv_backward is not None:
+            return self.adv_backward
+        return "joint" if self.term_reads_clean_graph else "split"
+
+    def validate_adversarial(self) -> None:
+        """Checks every ``adv_*`` field and their combinations; raises a `ValueError` that says what to change.
+
+        Runs in `__post_init__` and again when training starts, so values set after construction (e.g. by
+        `Trainer.hyperparameter_search`) are checked too. Subclasses extend it."""
+
         def check(ok: bool, name: str, expected: str) -> None:
             check_field(self, ok, name, expected)
 
         check(is_int(self.adv_steps) and self.adv_steps >= 1, "adv_steps", "an integer ≥ 1")
         check(is_number(self.adv_step_size) and self.adv_step_size > 0, "adv_step_size", "a number > 0")
-        check(is_number(self.adv_epsilon) and self.adv_epsilon > 0, "adv_epsilon", "a number > 0 (the ball's radius)")
+        check(is_number(self.adv_epsilon) and self.adv_epsilon >= 0, "adv_epsilon",
+              "a number ≥ 0 (the ball's radius; 0 for no ball)")
+        check(isinstance(self.adv_keep_init, bool), "adv_keep_init", "True or False")
         check(is_number(self.adv_init_std) and self.adv_init_std >= 0, "adv_init_std", "a number ≥ 0")
         check(self.adv_norm in NORMS, "adv_norm", f"one of {NORMS}")
         check(self.adv_step_norm in STEP_NORMS, "adv_step_norm", f"one of {STEP_NORMS}")
         check(is_number(self.adv_weight) and self.adv_weight >= 0, "adv_weight", "a number ≥ 0")
         check(is_int(self.adv_start_step) and self.adv_start_step >= 0, "adv_start_step", "an integer ≥ 0")
+        check(self.adv_backward is None or self.adv_backward in BACKWARD_PATHS, "adv_backward",
+              f"None or one of {BACKWARD_PATHS}")
+        if self.adv_backward == "split" and self.term_reads_clean_graph:
+            raise ValueError(
+                f"`adv_backward='split'` back-propagates the clean loss before the adversarial term, but "
+                f"{type(self).__name__}'s term also moves the clean prediction (adv_clean_gradient=True), so the "
+                "gradient would be wrong. Use 'joint' or 'recompute', or set adv_clean_gradient=False."
+            )
+        if self.adv_backward == "recompute" and not self.term_reads_clean_graph:
+            raise ValueError(
+                f"`adv_backward='recompute'` recomputes the clean pass for a term that moves it, but "
+                f"{type(self).__name__}'s term treats the clean pass as a constant: use 'split' (same memory saving, "
+                "one forward fewer) or 'joint'."
+            )
+        if self.first_step_from_clean_gradient and self.backward_path != "split":
+            raise ValueError(
+                "`adv_fast_first_step=True` reads the first direction off the clean backward of the 'split' path, but "
+                f"adv_backward={self.adv_backward!r}. Leave adv_backward unset (or 'split')."
+            )
         if self.label_smoothing_factor:
             raise ValueError(
                 f"`label_smoothing_factor` must be 0 with an advtrain config, got {self.label_smoothing_factor}: "
@@ -135,23 +229,8 @@ class AdversarialConfig(TrainingArguments):
 
 def check_model_supports_perturbation(model: nn.Module) -> None:
     """Refuses a model whose word embeddings cannot be perturbed: they must be reachable through
-    ``get_input_embeddings()`` and ``forward`` must accept ``inputs_embeds``."""
-    name = type(model).__name__
-    try:
-        embeddings = model.get_input_embeddings()
-    except (AttributeError, NotImplementedError):
-        embeddings = None
-    if not isinstance(embeddings, nn.Module):
-        raise ValueError(
-            f"{name} cannot be trained by advtrain: its input embeddings cannot be reached through "
-            "`get_input_embeddings()`. Use a transformers model (e.g. AutoModelForSequenceClassification) or "
-            "implement `get_input_embeddings()` on it."
-        )
-    if "inputs_embeds" not in inspect.signature(model.forward).parameters:
-        raise ValueError(
-            f"{name} cannot be trained by advtrain: its `forward` does not accept `inputs_embeds`, which is how the "
-            "perturbed word embeddings are fed back."
-        )
+    ``get_input_embeddings()`` (``δ`` is added to that module's output by a forward hook)."""
+    input_embedding_module(model)
 
 
 @dataclass
@@ -208,14 +287,28 @@ class _RandomState:
 
 
 class _AdversarialStateCallback(TrainerCallback):
-    """Writes the trainer's adversarial state next to every checkpoint the Trainer saves."""
+    """Writes the trainer's adversarial state into every checkpoint folder the Trainer has just saved."""
 
     def __init__(self, trainer: AdversarialTrainer):
         self.trainer = trainer
 
     def on_save(self, args, state, control, **kwargs):
-        checkpoint = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-        self.trainer.save_adversarial_state(checkpoint)
+        folder = checkpoint_at_step(args.output_dir, state.global_step)
+        if folder is not None:
+            self.trainer.save_adversarial_state(folder)
+
+
+@contextlib.contextmanager
+def _discarded_parameter_gradients(model: nn.Module):
+    """Within the block, a backward leaves every parameter's ``.grad`` as it was: the gradient flowing into each
+    parameter is replaced by zeros before it is accumulated (and before DDP's hooks read it, so an all-reduce still
+    runs with the gradients accumulated so far)."""
+    handles = [p.register_hook(torch.zeros_like) for p in model.parameters() if p.requires_grad]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class AdversarialTrainer(Trainer):
@@ -225,23 +318,15 @@ class AdversarialTrainer(Trainer):
     config (`config_class`) with the paper's defaults for the adversarial fields. Evaluation and prediction use the
     plain model and report the clean loss, so ``eval_loss`` is comparable with a plain `Trainer`'s.
 
-    Two execution paths give the same gradients:
-
-    - when the method's adversarial term does not depend on the clean graph (`regulariser_detaches_clean`),
-      `training_step` back-propagates the clean loss before the perturbation is searched, so the clean and the
-      adversarial graphs are never alive together (about half the activation memory);
-    - when the term also moves the clean prediction and the method asks for it (`recompute_clean_pass`), the clean
-      pass first runs without a graph, the term is back-propagated on its own, and the clean pass is recomputed
-      with the same random state (dropout masks) for its backward: one more forward, one graph alive at a time;
-    - otherwise (and under DeepSpeed, whose backward also steps the optimizer) the full objective is built by
-      `compute_loss` and back-propagated once by the plain `Trainer.training_step`.
+    ``δ`` enters through a forward hook on ``model.get_input_embeddings()``: the model always receives its
+    ``input_ids`` (see `advtrain.trainers.site`). The step back-propagates along the config's `backward_path`
+    (`BACKWARD_PATHS`); a non-finite adversarial term is left out of the step on every path (``adv/skipped``).
     """
 
     config_class: type[AdversarialConfig] = AdversarialConfig
-    # Our compute_loss returns a per-batch mean, so the Trainer must divide it by the accumulation steps.
+    # `compute_loss` returns a per-batch mean; `_backward` divides it by the accumulation steps (transformers 5 reads
+    # this attribute in `Trainer.training_step`, which advtrain's `training_step` does not call).
     loss_is_scaled_for_ga = False
-    # Whether `adversarial_loss` treats the clean logits as a constant (then the clean backward can run first).
-    regulariser_detaches_clean: bool = True
     # Whether the inner loop steps against the gradient of `perturbation_objective` (targeted attacks).
     descend: bool = False
 
@@ -266,6 +351,7 @@ class AdversarialTrainer(Trainer):
         if self.model is not None:
             check_model_supports_perturbation(self.model)
         self._adv_metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._checked_autocast = False
         self.add_callback(_AdversarialStateCallback(self))
 
     # ----------------------------------------------------------------------------------------------------------
@@ -283,11 +369,55 @@ class AdversarialTrainer(Trainer):
         """Attaches per-batch data to `clean.extras` before the inner loop (nothing by default)."""
 
     def adversarial_state(self) -> dict[str, Any]:
-        """Training state of the method beyond the model and optimizer, saved with every checkpoint."""
+        """Training state of the method beyond the model and optimizer, saved with every checkpoint (tensors,
+        numbers, strings, lists, dicts and ``None`` only: it is read back with ``weights_only=True``)."""
         return {}
 
     def load_adversarial_state(self, state: dict[str, Any]) -> None:
         """Restores what `adversarial_state` returned."""
+
+    # ----------------------------------------------------------------------------------------------------------
+    # The backward policy.
+
+    @property
+    def backward_path(self) -> str:
+        """The path a training step takes (`BACKWARD_PATHS`): the config's `backward_path`, or ``"joint"`` under
+        DeepSpeed and LOMO, whose backward also updates the weights and so must run once per step."""
+        path = self.args.backward_path
+        single = self._backward_updates_weights()
+        if single and path != "joint":
+            if self.args.adv_backward is not None or self.args.first_step_from_clean_gradient:
+                raise ValueError(
+                    f"adv_backward={path!r} runs several backwards per step, but under {single} the backward also "
+                    "updates the weights. Leave adv_backward unset (it becomes 'joint') and adv_fast_first_step off."
+                )
+            return "joint"
+        return path
+
+    def _backward_updates_weights(self) -> str | None:
+        if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
+            return "DeepSpeed"
+        if self.args.optim in (OptimizerNames.LOMO, OptimizerNames.ADALOMO):
+            return f"optim={self.args.optim!s}"
+        return None
+
+    def _backward(self, loss: torch.Tensor, discard: bool = False) -> torch.Tensor:
+        """Back-propagates a batch-mean `loss` scaled exactly as `Trainer.training_step` scales a loss that is not
+        normalised for gradient accumulation (mean over `n_gpu`, division by the accumulation steps, DeepSpeed's
+        ``scale_wrt_gas=False``, LOMO's learning rate). Every path of every trainer goes through here, so one rule
+        holds on transformers 4 and 5 whatever the model's `forward` accepts. With `discard` the backward still runs
+        (under several processes it is the one that all-reduces) but adds nothing to the parameters' gradients."""
+        if self.args.n_gpu > 1:
+            loss = loss.mean()
+        loss = loss / self.current_gradient_accumulation_steps
+        kwargs = {}
+        if self.args.optim in (OptimizerNames.LOMO, OptimizerNames.ADALOMO):
+            kwargs["learning_rate"] = self._get_learning_rate()
+        if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
+            kwargs["scale_wrt_gas"] = False
+        with _discarded_parameter_gradients(self._module(self.model_wrapped)) if discard else contextlib.nullcontext():
+            self.accelerator.backward(loss, **kwargs)
+        return loss.detach()
 
     # ----------------------------------------------------------------------------------------------------------
     # The shared machinery.
@@ -304,11 +434,12 @@ class AdversarialTrainer(Trainer):
         """The model without its distributed wrapper: inner-loop passes through it never touch gradient sync."""
         return self.accelerator.unwrap_model(model)
 
-    def _clean_forward(self, model: nn.Module, inputs: dict[str, Any]) -> CleanPass:
+    def _clean_forward(self, model: nn.Module, inputs: dict[str, Any], input_gradient: bool = False) -> CleanPass:
         if inputs.get("labels") is None:
             raise ValueError(
                 f"{type(self).__name__} needs `labels` in every training batch; the batch has keys "
-                f"{sorted(inputs)}. Keep a 'labels' (or 'label') column in the training dataset."
+                f"{sorted(inputs)}. Keep a 'labels' (or 'label') column of numbers in the training dataset: the data "
+                "collator drops columns it cannot turn into tensors (e.g. string labels; map them to class ids)."
             )
         if inputs.get("input_ids") is None:
             raise ValueError(
@@ -317,8 +448,8 @@ class AdversarialTrainer(Trainer):
             )
         labels = inputs["labels"]
         model_inputs = {k: v for k, v in inputs.items() if k not in ("input_ids", "labels")}
-        embeds = self._module(model).get_input_embeddings()(inputs["input_ids"])
-        outputs = model(**model_inputs, inputs_embeds=embeds)
+        with perturbed_embeddings(self._module(model), inputs["input_ids"], input_gradient=input_gradient) as call:
+            outputs = model(input_ids=inputs["input_ids"], **model_inputs)
         logits = outputs.logits
         task = self._task(logits)
         if task == "classification":
@@ -327,8 +458,8 @@ class AdversarialTrainer(Trainer):
             model_inputs=model_inputs,
             input_ids=inputs["input_ids"],
             labels=labels,
-            embeds=embeds,
-            mask=token_mask_like(embeds, inputs.get("attention_mask")),
+            embeds=call.output,
+            mask=token_mask_like(call.output, inputs.get("attention_mask")),
             outputs=outputs,
             logits=logits,
             loss=task_loss(logits, labels, task),
@@ -364,15 +495,10 @@ class AdversarialTrainer(Trainer):
         return "regression" if logits.shape[-1] == 1 else "classification"
 
     def _perturbed_logits(self, model: nn.Module, clean: CleanPass, delta: torch.Tensor | None, live_embeds: bool):
-        """``f(e + δ)`` (``f(e)`` when `delta` is None); with `live_embeds` the embedding lookup is part of the graph
-        (the outer term, or the recomputed clean pass)."""
-        if live_embeds:
-            embeds = self._module(model).get_input_embeddings()(clean.input_ids)
-        else:
-            embeds = clean.embeds.detach()
-        if delta is not None:
-            embeds = embeds + delta.to(embeds.dtype)
-        return model(**clean.model_inputs, inputs_embeds=embeds).logits
+        """``f(e + δ)`` (``f(e)`` when `delta` is None) from the batch's own ``input_ids``; with `live_embeds` the
+        embedding lookup is part of the graph (the outer term, or the recomputed clean pass)."""
+        with perturbed_embeddings(self._module(model), clean.input_ids, delta, detach=not live_embeds):
+            return model(input_ids=clean.input_ids, **clean.model_inputs).logits
 
     def _find_perturbation(self, model: nn.Module, clean: CleanPass, first_grad: torch.Tensor | None = None):
         module = self._module(model)
@@ -389,26 +515,41 @@ class AdversarialTrainer(Trainer):
             step_norm=args.adv_step_norm,
             descend=self.descend,
             first_grad=first_grad,
+            keep_init=args.adv_keep_init,
         )
 
     def _adversarial_term(self, model: nn.Module, clean: CleanPass, first_grad: torch.Tensor | None = None):
-        """Returns ``(term, weight)``: the adversarial loss at the found ``δ`` and the ``α`` to apply to it.
-
-        A non-finite inner gradient or term gives weight 0 and a zeroed term, so nothing reaches the weights, and
-        the forward/backward still runs on every process (no process waits on another that skipped).
-        """
+        """Returns ``(term, skipped)``: the adversarial loss at the found ``δ``, and whether it must be left out of
+        the step (a non-finite inner gradient or term). A skipped term is never back-propagated into the weights;
+        the callers still run every process's synchronising backward, so no process waits on another."""
         perturbation = self._find_perturbation(model, clean, first_grad)
+        self._check_autocast(perturbation.delta)
         adv_logits = self._perturbed_logits(model, clean, perturbation.delta, live_embeds=True)
         term = self.adversarial_loss(adv_logits, clean)
         skipped = perturbation.skipped or not bool(torch.isfinite(term.detach()))
-        if skipped:
-            term = torch.where(torch.isfinite(term), term, torch.zeros_like(term))
         self._record("clean/loss", clean.loss)
         self._record("adv/delta_norm", delta_norm(perturbation.delta, self.args.adv_norm).mean())
         self._record("adv/skipped", torch.tensor(float(skipped)))
-        if not skipped:
-            self._record("adv/loss", term)
-        return term, (0.0 if skipped else self.args.adv_weight)
+        self._record("adv/loss", None if skipped else term)
+        return term, skipped
+
+    def _check_autocast(self, delta: torch.Tensor) -> None:
+        """Warns once when mixed precision rounds the clean forward by more than this δ moves it."""
+        if self._checked_autocast:
+            return
+        self._checked_autocast = True
+        # accelerate applies autocast inside the prepared model's forward, so ask it rather than torch.
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(self.accelerator.mixed_precision))
+        threshold = AUTOCAST_MIN_DELTA.get(dtype)
+        size = float(delta.abs().max()) if delta.numel() else 0.0
+        if threshold is not None and size < threshold:
+            warnings.warn(
+                f"{type(self).__name__}: δ is {size:.2g} in L∞ at the first step, but under {str(dtype)[6:]} autocast "
+                f"a forward's rounding moves the logits more than a δ below {threshold:g} does, so the adversarial term "
+                "is mostly rounding noise (docs/engine.md, 'Mixed precision'). Raise adv_step_size/adv_epsilon, or "
+                "train in float32.",
+                stacklevel=2,
+            )
 
     def compute_loss(
         self,
@@ -417,18 +558,19 @@ class AdversarialTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ):
-        """The method's full objective ``L_task(f(e), y) + α · adversarial_loss`` on a training batch.
+        """The method's full objective ``L_task(f(e), y) + α · adversarial_loss`` on a training batch (the clean loss
+        alone when the term is skipped).
 
         Outside training (evaluation, prediction, no grad) and before `adv_start_step` it is the plain loss. With
         `return_outputs=True` it also returns the clean outputs. `num_items_in_batch` is not used: the loss is a
-        batch mean and the Trainer scales it for gradient accumulation.
+        batch mean, scaled for gradient accumulation by `training_step`.
         """
         if not self._adversarial_is_active(model):
             return super().compute_loss(model, inputs, return_outputs=return_outputs)
         clean = self._clean_forward(model, inputs)
         # The term's forward goes through the unwrapped module: under DDP one wrapped forward per backward.
-        term, weight = self._adversarial_term(self._module(model), clean)
-        loss = clean.loss + weight * term
+        term, skipped = self._adversarial_term(self._module(model), clean)
+        loss = clean.loss if skipped else clean.loss + self.args.adv_weight * term
         return (loss, clean.outputs) if return_outputs else loss
 
     def training_step(
@@ -437,48 +579,60 @@ class AdversarialTrainer(Trainer):
         inputs: dict[str, torch.Tensor | Any],
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor:
-        """One training step. When the adversarial term treats the clean side as a constant, the clean loss is
-        back-propagated first and its graph freed before the perturbation is searched; the gradients equal
-        those of `compute_loss`'s objective."""
-        if not self._adversarial_is_active(model) or self.accelerator.distributed_type == DistributedType.DEEPSPEED:
-            return super().training_step(model, inputs, num_items_in_batch)
-        if not self.regulariser_detaches_clean:
-            if self.recompute_clean_pass():
-                return self._training_step_recomputing_clean(model, inputs)
-            return super().training_step(model, inputs, num_items_in_batch)
-        inputs = self._start_training_step(model, inputs)
-        # Under DDP the clean backward accumulates locally; the adversarial backward syncs the sum.
-        with self._accumulate_locally(model):
-            with self.compute_loss_context_manager():
-                clean = self._clean_forward(model, inputs)
-            reuse_clean_gradient = self.first_step_from_clean_gradient()
-            if reuse_clean_gradient:
-                clean.embeds.retain_grad()
-            clean_loss = self._scaled_backward(clean.loss)
-            first_grad = self._clean_input_gradient(clean) if reuse_clean_gradient else None
-            clean.logits = clean.logits.detach()
-            clean.embeds = clean.embeds.detach()
-        with self.compute_loss_context_manager():
-            term, weight = self._adversarial_term(model, clean, first_grad)
-        adv_loss = self._scaled_backward(weight * term)
-        return clean_loss + adv_loss
-
-    def _start_training_step(self, model: nn.Module, inputs: dict[str, Any]) -> dict[str, Any]:
-        """What `Trainer.training_step` does before its forward: train mode (model and optimizer), inputs on device."""
+        """One training step along `backward_path`; every path gives the gradient of `compute_loss`'s objective
+        and returns the loss the Trainer logs (scaled for accumulation, as `Trainer.training_step` returns it)."""
         model.train()
         if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
             self.optimizer.train()
-        return self._prepare_inputs(inputs)
+        inputs = self._prepare_inputs(inputs)
+        path = self.backward_path if self._adversarial_is_active(model) else "joint"
+        if path == "split":
+            loss = self._split_step(model, inputs)
+        elif path == "recompute":
+            loss = self._recompute_step(model, inputs)
+        else:
+            with self.compute_loss_context_manager():
+                loss = self.compute_loss(model, inputs)
+            loss = self._backward(loss)
+        del inputs
+        if self.args.torch_empty_cache_steps is not None and self.state.global_step % self.args.torch_empty_cache_steps == 0:
+            from accelerate.utils.memory import clear_device_cache
+
+            clear_device_cache()
+        return loss
 
     def _accumulate_locally(self, model: nn.Module):
         """`no_sync` under several processes (the backward inside accumulates without an all-reduce), else nothing."""
         return self.accelerator.no_sync(model) if self.accelerator.num_processes > 1 else contextlib.nullcontext()
 
-    def _training_step_recomputing_clean(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
-        """The step of `recompute_clean_pass`. With ``z = f(e)`` and ``T`` the adversarial term, the parameters'
-        gradient is ``∇(α·T)`` through the perturbed pass plus the clean pass's vector-Jacobian product with
-        ``∂L_task/∂z + α·∂T/∂z``; the second is taken on the recomputed clean pass, after the first graph is freed."""
-        inputs = self._start_training_step(model, inputs)
+    def _backward_term(self, term: torch.Tensor, skipped: bool) -> torch.Tensor:
+        """The synchronising backward of ``α·T``. A skipped term adds nothing; under several processes its backward
+        still runs (with the parameters' gradients discarded), so every process joins the all-reduce."""
+        if not skipped:
+            return self._backward(self.args.adv_weight * term)
+        if self.accelerator.num_processes > 1:
+            self._backward(self.args.adv_weight * term, discard=True)
+        return torch.zeros((), device=term.device)
+
+    def _split_step(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        """``"split"``: the clean loss is back-propagated and its graph freed before ``δ`` is searched."""
+        fast = self.args.first_step_from_clean_gradient
+        # Under DDP the clean backward accumulates locally; the adversarial backward syncs the sum.
+        with self._accumulate_locally(model):
+            with self.compute_loss_context_manager():
+                clean = self._clean_forward(model, inputs, input_gradient=fast)
+            clean_loss = self._backward(clean.loss)
+            first_grad = self._clean_input_gradient(clean) if fast else None
+            clean.logits = clean.logits.detach()
+            clean.embeds = clean.embeds.detach()
+        with self.compute_loss_context_manager():
+            term, skipped = self._adversarial_term(model, clean, first_grad)
+        return clean_loss + self._backward_term(term, skipped)
+
+    def _recompute_step(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        """``"recompute"``. With ``z = f(e)`` and ``T`` the adversarial term, the parameters' gradient is ``∇(α·T)``
+        through the perturbed pass plus the clean pass's vector-Jacobian product with ``∂L_task/∂z + α·∂T/∂z``; the
+        second is taken on the recomputed clean pass, after the first graph is freed."""
         module = self._module(model)
         random_state = _RandomState(inputs["input_ids"].device)
         with torch.no_grad(), self.compute_loss_context_manager():
@@ -487,28 +641,20 @@ class AdversarialTrainer(Trainer):
         # Under DDP the term's backward accumulates locally; the clean backward syncs the sum.
         with self._accumulate_locally(model):
             with self.compute_loss_context_manager():
-                term, weight = self._adversarial_term(module, clean)
-            if weight:
+                term, skipped = self._adversarial_term(module, clean)
+            if not skipped:
                 (term_logits_grad,) = torch.autograd.grad(term, clean.logits, retain_graph=True)
-            adv_loss = self._scaled_backward(weight * term)
+                self._backward(self.args.adv_weight * term)
         with random_state.replayed(), self.compute_loss_context_manager():
             logits = self._perturbed_logits(model, clean, None, live_embeds=True)
             objective = task_loss(logits, clean.labels, clean.task)
-            if weight:
-                objective = objective + weight * (logits.float() * term_logits_grad.float()).sum()
-        self._scaled_backward(objective)
-        return clean.loss.detach() / self.current_gradient_accumulation_steps + adv_loss
-
-    def recompute_clean_pass(self) -> bool:
-        """Whether a term that moves the clean prediction is trained by recomputing the clean pass instead of keeping
-        its graph alive through the perturbation search (see `_training_step_recomputing_clean`)."""
-        return False
-
-    def first_step_from_clean_gradient(self) -> bool:
-        """Whether the first ascent direction is taken from the clean backward (``δ₀ = 0`` and the inner objective
-        at ``δ = 0`` equal to the clean task loss, e.g. PGD-AT with ``σ = 0``). Saves one forward and one input
-        backward per step; used by the split-backward path only."""
-        return False
+            if not skipped:
+                objective = objective + self.args.adv_weight * (logits.float() * term_logits_grad.float()).sum()
+        self._backward(objective)
+        loss = clean.loss.detach()
+        if not skipped:
+            loss = loss + self.args.adv_weight * term.detach()
+        return loss / self.current_gradient_accumulation_steps
 
     def _clean_input_gradient(self, clean: CleanPass) -> torch.Tensor:
         """``∇e`` of the summed task loss, recovered from the clean backward of the scaled batch-mean loss."""
@@ -521,35 +667,32 @@ class AdversarialTrainer(Trainer):
             scale = scale / self.accelerator.scaler.get_scale()
         return clean.embeds.grad.float() * scale
 
-    def _scaled_backward(self, loss: torch.Tensor) -> torch.Tensor:
-        """Back-propagates `loss` scaled for gradient accumulation exactly as `Trainer.training_step` does."""
-        if self.args.n_gpu > 1:
-            loss = loss.mean()
-        loss = loss / self.current_gradient_accumulation_steps
-        self.accelerator.backward(loss)
-        return loss.detach()
-
     # ----------------------------------------------------------------------------------------------------------
     # Logging and state.
 
-    def _record(self, name: str, value: torch.Tensor) -> None:
-        self._adv_metrics[name].append(value.detach().float().reshape(()))
+    def _record(self, name: str, value: torch.Tensor | None) -> None:
+        """Adds one value of a logged metric; ``None`` records that the metric had no value this step (a skipped
+        term): every process then still logs the same metrics, so their all-reduce lines up."""
+        values = self._adv_metrics[name]
+        if value is not None:
+            values.append(value.detach().float().reshape(()))
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Adds the averaged adversarial metrics (``adv/skipped``: the count) to training logs, then logs."""
+        """Adds the adversarial metrics to training logs, then logs: each metric's mean over the steps (and
+        processes) that had a value; ``adv/skipped`` is a count, summed."""
         if "loss" in logs and self._adv_metrics:
             names = sorted(self._adv_metrics)
-            values = torch.stack(
-                [
-                    torch.stack(self._adv_metrics[n]).sum() if n == "adv/skipped" else torch.stack(self._adv_metrics[n]).mean()
-                    for n in names
-                ]
-            ).to(self.args.device)
+            totals = torch.tensor(
+                [[float(sum(self._adv_metrics[n], torch.zeros(()))), len(self._adv_metrics[n])] for n in names],
+                dtype=torch.float32, device=self.args.device,
+            )
             if self.accelerator.num_processes > 1:
-                values = self.accelerator.reduce(values, reduction="mean")
-                if "adv/skipped" in names:  # a count: summed over processes, not averaged
-                    values[names.index("adv/skipped")] *= self.accelerator.num_processes
-            logs.update(dict(zip(names, values.tolist())))
+                totals = self.accelerator.reduce(totals, reduction="sum")
+            for name, (total, count) in zip(names, totals.tolist()):
+                if name == "adv/skipped":
+                    logs[name] = total
+                elif count > 0:
+                    logs[name] = total / count
             self._adv_metrics.clear()
         super().log(logs, start_time)
 
@@ -557,16 +700,39 @@ class AdversarialTrainer(Trainer):
         """Writes `adversarial_state()` into `checkpoint_dir` (main process only; the state is identical on all)."""
         state = self.adversarial_state()
         if state and self.args.should_save:
-            os.makedirs(checkpoint_dir, exist_ok=True)
-            torch.save(state, os.path.join(checkpoint_dir, ADVERSARIAL_STATE_NAME))
+            save_state(checkpoint_dir, ADVERSARIAL_STATE_NAME, state)
+
+    def _check_training_inputs(self) -> None:
+        """What a user can get wrong before the first step, checked before the Trainer starts."""
+        self.args.validate_adversarial()
+        self.backward_path  # noqa: B018 -- raises for a path DeepSpeed/LOMO cannot run
+        dataset = self.train_dataset
+        if dataset is None:
+            return
+        if hasattr(dataset, "__len__") and len(dataset) == 0:
+            raise ValueError(f"{type(self).__name__}: the training dataset is empty; give it at least one example.")
+        features = getattr(dataset, "features", None) or {}
+        for name in ("labels", "label"):
+            dtype = getattr(features.get(name), "dtype", None)
+            if dtype in ("string", "large_string"):
+                raise ValueError(
+                    f"{type(self).__name__}: the training dataset's '{name}' column holds strings, which the data "
+                    "collator drops. Map the labels to class ids first, e.g. `dataset = dataset.class_encode_column"
+                    f"('{name}')` (and set the model's num_labels / id2label)."
+                )
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
-        """`Trainer.train`, also restoring the adversarial state saved with the checkpoint it resumes from."""
-        checkpoint = resume_from_checkpoint
-        if checkpoint is True or (isinstance(checkpoint, bool) and checkpoint):
-            checkpoint = get_last_checkpoint(self.args.output_dir)
-        if isinstance(checkpoint, str):
+        """`Trainer.train`, after checking the adversarial fields again (they may have been set after the config was
+        built), also restoring the adversarial state saved with the checkpoint it resumes from."""
+        self._check_training_inputs()
+        checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        if checkpoint is not None:
             path = os.path.join(checkpoint, ADVERSARIAL_STATE_NAME)
             if os.path.isfile(path):
-                self.load_adversarial_state(torch.load(path, map_location="cpu", weights_only=False))
+                self.load_adversarial_state(load_state(path))
+            elif self.adversarial_state():
+                logger.warning(
+                    "%s resumes from %s, which holds no %s: the adversarial state (%s) starts afresh.",
+                    type(self).__name__, checkpoint, ADVERSARIAL_STATE_NAME, ", ".join(sorted(self.adversarial_state())),
+                )
         return super().train(resume_from_checkpoint, *args, **kwargs)

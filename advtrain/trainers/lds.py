@@ -67,7 +67,6 @@ class LDSTrainer(AdversarialTrainer):
     ascent on the same KL (mean squared difference of the outputs for regression; masked positions for an MLM)."""
 
     config_class = LDSConfig
-    regulariser_detaches_clean = True
 
     def perturbation_objective(self, adv_logits: torch.Tensor, clean: CleanPass) -> torch.Tensor:
         return kl_divergence(clean.logits.detach(), adv_logits, clean.task, clean.labels, reduction="sum")

@@ -58,8 +58,13 @@ class PGDATConfig(AdversarialConfig):
         },
     )
 
-    def __post_init__(self):
-        super().__post_init__()
+    @property
+    def first_step_from_clean_gradient(self) -> bool:
+        # At δ = 0 the PGD objective is the clean task loss, whose input gradient the clean backward already has.
+        return bool(self.adv_fast_first_step)
+
+    def validate_adversarial(self) -> None:
+        super().validate_adversarial()
         if self.adv_fast_first_step and self.adv_init_std != 0:
             raise ValueError(
                 f"`adv_fast_first_step=True` needs `adv_init_std=0` (the clean gradient is the gradient at δ = 0), "
@@ -72,14 +77,9 @@ class PGDATTrainer(AdversarialTrainer):
     on ``CE(f(e+δ), y)`` (MSE for regression, the MLM loss for a masked LM)."""
 
     config_class = PGDATConfig
-    regulariser_detaches_clean = True
 
     def perturbation_objective(self, adv_logits: torch.Tensor, clean: CleanPass) -> torch.Tensor:
         return task_loss(adv_logits, clean.labels, clean.task, reduction="sum")
 
     def adversarial_loss(self, adv_logits: torch.Tensor, clean: CleanPass) -> torch.Tensor:
         return task_loss(adv_logits, clean.labels, clean.task)
-
-    def first_step_from_clean_gradient(self) -> bool:
-        # At δ = 0 the PGD objective is the clean task loss, whose input gradient the clean backward already has.
-        return self.args.adv_fast_first_step

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -22,11 +23,13 @@ class SymmetricKLConfig(AdversarialConfig):
             be freed before the perturbation is searched: peak memory about that of plain training instead of
             about twice, for a different gradient.
         adv_recompute_clean (`bool`, defaults to `False`):
-            With `adv_clean_gradient`, keep the exact gradient without keeping the clean graph: the clean pass first
-            runs without a graph, the adversarial term is back-propagated on its own, and the clean pass is then
-            recomputed with the same dropout masks for its backward. Peak memory about that of plain training
-            instead of about twice, for one more forward pass (K=1: 9 forwards instead of 8, 3.0× plain instead of
-            2.67×). CPU and CUDA only.
+            Deprecated spelling of ``adv_backward="recompute"``: with `adv_clean_gradient`, keep the exact gradient
+            without keeping the clean graph (the clean pass is recomputed with the same dropout masks for its
+            backward). Peak memory about that of plain training instead of about twice, for one more forward pass
+            (K=1: 9 forwards instead of 8, 3.0× plain instead of 2.67×). CPU and CUDA only.
+
+    With ``adv_clean_gradient=True`` the default `adv_backward` is ``"joint"`` (``"recompute"`` is the low-memory
+    alternative); with ``False`` it is ``"split"``.
     """
 
     adv_clean_gradient: bool = field(
@@ -39,18 +42,32 @@ class SymmetricKLConfig(AdversarialConfig):
     adv_recompute_clean: bool = field(
         default=False,
         metadata={
-            "help": "With adv_clean_gradient: free the clean graph and recompute the clean pass (same dropout masks) "
-            "for its backward. Same gradient, about half the activation memory, one more forward per step."
+            "help": "Deprecated: use adv_backward='recompute' (free the clean graph and recompute the clean pass, "
+            "same dropout masks, for its backward: same gradient, about half the memory, one more forward)."
         },
     )
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.adv_recompute_clean and not self.adv_clean_gradient:
-            raise ValueError(
-                "`adv_recompute_clean=True` only applies with `adv_clean_gradient=True`: with a constant clean side the "
-                "clean graph is already freed before the perturbation search. Set one of them to its default."
+    @property
+    def term_reads_clean_graph(self) -> bool:
+        return bool(self.adv_clean_gradient)
+
+    def validate_adversarial(self) -> None:
+        if self.adv_recompute_clean:
+            if not self.adv_clean_gradient:
+                raise ValueError(
+                    "`adv_recompute_clean=True` only applies with `adv_clean_gradient=True`: with a constant clean side "
+                    "the clean graph is already freed before the perturbation search. Set one of them to its default."
+                )
+            if self.adv_backward not in (None, "recompute"):
+                raise ValueError(
+                    f"`adv_recompute_clean=True` (deprecated) asks for adv_backward='recompute', but adv_backward="
+                    f"{self.adv_backward!r}. Drop adv_recompute_clean and keep adv_backward."
+                )
+            warnings.warn(
+                "`adv_recompute_clean=True` is deprecated; use `adv_backward='recompute'`.", FutureWarning, stacklevel=3
             )
+            self.adv_backward, self.adv_recompute_clean = "recompute", False
+        super().validate_adversarial()
 
 
 class SymmetricKLTrainer(AdversarialTrainer):
@@ -58,13 +75,6 @@ class SymmetricKLTrainer(AdversarialTrainer):
     (mean squared difference for regression, masked positions for a masked LM)."""
 
     config_class = SymmetricKLConfig
-
-    @property
-    def regulariser_detaches_clean(self) -> bool:
-        return not self.args.adv_clean_gradient
-
-    def recompute_clean_pass(self) -> bool:
-        return self.args.adv_clean_gradient and self.args.adv_recompute_clean
 
     def adversarial_loss(self, adv_logits: torch.Tensor, clean: CleanPass) -> torch.Tensor:
         if self.args.adv_clean_gradient:

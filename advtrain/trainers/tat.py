@@ -18,17 +18,17 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any
 
 import torch
 from transformers import TrainerCallback
 
 from ..losses import task_loss
 from ..perturbation import NORMS, STEP_NORMS
-from .base import CleanPass, check_field, is_int, is_number
+from ..validation import check_field, is_int, is_number
+from .base import CleanPass
 from .smoothness import SymmetricKLConfig, SymmetricKLTrainer
-
-TALLY_UPDATES = ("epoch", "ema")
+from .tally import TALLY_UPDATES, ConfusionTally, bin_of, target_distribution_from_counts  # noqa: F401
 
 
 @dataclass
@@ -36,10 +36,14 @@ class TATConfig(SymmetricKLConfig):
     r"""
     Configuration of [`TATTrainer`]: [`SymmetricKLConfig`] with the TAT paper's defaults, plus the tally.
 
-    Parameters that control the perturbation:
+    Parameters that control the perturbation (defaults: the MT-DNN SMART code TAT is built on, ``δ = −η ·
+    normalize_linf(∇ CE(f(e+noise), y_t))``, so every real token moves by ``η`` toward the target):
         adv_steps (`int`, defaults to `1`): ``K`` (paper: 1).
         adv_step_size (`float`, defaults to `1e-4`): ``η`` (paper: 1e-4).
-        adv_epsilon (`float`, defaults to `1e-5`): ``ε``, the ``linf`` bound (paper: 1e-5).
+        adv_epsilon (`float`, defaults to `0.0`): ``ε``; ``0`` is no ball, as in the MT-DNN code (the paper's text:
+            ``linf``, 1e-5, which makes ``η`` irrelevant; see [`TATConfig.paper_text`]).
+        adv_keep_init (`bool`, defaults to `False`): the initial noise only marks where the gradient is taken, as in
+            the MT-DNN code (the paper's text keeps it: ``True``).
         adv_init_std (`float`, defaults to `1e-5`): ``σ``, std of the initial noise (MT-DNN default).
         adv_norm (`str`, defaults to `"linf"`): the ball, as the paper's code.
         adv_step_norm (`str`, defaults to `"linf"`): per-token normalisation of each step, as the paper's code.
@@ -67,7 +71,14 @@ class TATConfig(SymmetricKLConfig):
 
     adv_steps: int = field(default=1, metadata={"help": "K: number of targeted steps (paper: 1)."})
     adv_step_size: float = field(default=1e-4, metadata={"help": "η: size of each targeted step (paper: 1e-4)."})
-    adv_epsilon: float = field(default=1e-5, metadata={"help": "ε: radius of the perturbation ball (paper: linf, 1e-5)."})
+    adv_epsilon: float = field(
+        default=0.0,
+        metadata={"help": "ε: radius of the perturbation ball; 0 (default, MT-DNN code) is no ball (paper text: 1e-5)."},
+    )
+    adv_keep_init: bool = field(
+        default=False,
+        metadata={"help": "Keep the initial noise in δ (paper text: True); False (default, MT-DNN code): δ = −η·dir."},
+    )
     adv_init_std: float = field(default=1e-5, metadata={"help": "σ: std of the initial noise (MT-DNN default 1e-5)."})
     adv_norm: str = field(default="linf", metadata={"help": "The ball: 'linf' (paper) or 'l2'.", "choices": NORMS})
     adv_step_norm: str = field(
@@ -91,7 +102,7 @@ class TATConfig(SymmetricKLConfig):
         metadata={"help": "'epoch' updates: pseudo-count in every off-diagonal tally cell (the uniform start); 0 targets "
                   "only seen errors."},
     )
-    tat_fixed_tally: Optional[Union[list, str]] = field(
+    tat_fixed_tally: list | str | None = field(
         default=None,
         metadata={
             "help": "Oracle mode: a fixed C×C matrix (nested list, or path of a JSON file with one) used instead of "
@@ -99,13 +110,20 @@ class TATConfig(SymmetricKLConfig):
         },
     )
     tat_num_bins: int = field(default=10, metadata={"help": "Regression: number of bins of the label range (paper: 10)."})
-    tat_label_range: Optional[list[float]] = field(
+    tat_label_range: list[float] | None = field(
         default=None,
         metadata={"help": "Regression: [low, high] of the bins; default: the range of the training labels."},
     )
 
-    def __post_init__(self):
-        super().__post_init__()
+    @classmethod
+    def paper_text(cls, **kwargs) -> TATConfig:
+        """The TAT paper's text read literally: ``δ = Π_linf(noise − η·normalize_linf(g))`` with ``ε = 1e-5``
+        (``adv_epsilon=1e-5, adv_keep_init=True``); every step saturates at ``1e-5``, so ``η`` no longer matters
+        (docs/tat.md). `kwargs` set any other field."""
+        return cls(**{"adv_epsilon": 1e-5, "adv_keep_init": True, **kwargs})
+
+    def validate_adversarial(self) -> None:
+        super().validate_adversarial()
         check_field(self, self.tat_tally_update in TALLY_UPDATES, "tat_tally_update", f"one of {TALLY_UPDATES}")
         check_field(self, is_number(self.tat_ema_decay) and 0 <= self.tat_ema_decay < 1, "tat_ema_decay",
                     "a number in [0, 1)")
@@ -140,32 +158,21 @@ def _read_matrix(value: Any) -> list[list[float]]:
     return matrix.tolist()
 
 
-def target_distribution_from_counts(counts: torch.Tensor, prior: float = 0.0) -> torch.Tensor:
-    """Rows ``P(y_t | y)``: the off-diagonal counts plus `prior`, normalised; a row with no mass is uniform over
-    the wrong labels. The diagonal (the gold label) is always 0."""
-    num_classes = counts.shape[0]
-    off_diagonal = 1.0 - torch.eye(num_classes, dtype=torch.float64, device=counts.device)
-    weights = (counts.double() + prior) * off_diagonal
-    totals = weights.sum(dim=1, keepdim=True)
-    uniform = off_diagonal / (num_classes - 1)
-    return torch.where(totals > 0, weights / totals.clamp(min=1e-300), uniform)
-
-
 class _TallyEpochCallback(TrainerCallback):
     def __init__(self, trainer: TATTrainer):
         self.trainer = trainer
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         # state.epoch counts the epochs completed so far (also after resuming from a mid-epoch checkpoint).
-        self.trainer._start_epoch(int(state.epoch + 1e-6))
+        self.trainer.tally.start_epoch(int(state.epoch + 1e-6))
 
 
 class TATTrainer(SymmetricKLTrainer):
     """Trains on ``CE(f(e), y) + α · SKL(f(e), f(e+δ))``, with ``δ`` found by ``K`` steps of projected gradient
     descent on ``CE(f(e+δ), y_t)`` toward a target label ``y_t`` drawn from the tally of the model's own mistakes.
 
-    The tally is read through `confusion_tally` (counts, rows = gold, columns = predicted) and
-    `target_distribution` (the rows the targets are drawn from); draw it with
+    The tally (a [`~advtrain.trainers.tally.ConfusionTally`], `tally`) is read through `confusion_tally` (counts,
+    rows = gold, columns = predicted) and `target_distribution` (the rows the targets are drawn from); draw it with
     [`advtrain.plotting.plot_confusion_tally`]. It is saved with every checkpoint and restored on resume.
     """
 
@@ -174,15 +181,19 @@ class TATTrainer(SymmetricKLTrainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._counts: torch.Tensor | None = None  # (C, C) int64, summed over processes
-        self._probs: torch.Tensor | None = None  # (C, C) float64, the target distribution in use
-        self._refreshed_epochs = 0
-        self._bin_edges: torch.Tensor | None = None  # regression: (num_bins + 1,)
+        self.tally = ConfusionTally(
+            self.args.tat_tally_update, self.args.tat_tally_prior, self.args.tat_ema_decay, self.args.tat_fixed_tally
+        )
         self.add_callback(_TallyEpochCallback(self))
         num_labels = getattr(getattr(self.model, "config", None), "num_labels", None)
         if self.args.tat_fixed_tally is not None and isinstance(num_labels, int):
             expected = self.args.tat_num_bins if num_labels == 1 else num_labels
-            self._check_fixed_tally(expected)
+            if len(self.args.tat_fixed_tally) != expected:
+                size = len(self.args.tat_fixed_tally)
+                raise ValueError(
+                    f"`tat_fixed_tally` is {size}×{size}, but the model has {expected} classes (bins for regression): "
+                    f"give a {expected}×{expected} matrix."
+                )
 
     # ----------------------------------------------------------------------------------------------------------
     # The objective.
@@ -194,59 +205,34 @@ class TATTrainer(SymmetricKLTrainer):
         if clean.task == "masked_lm":
             raise ValueError("TATTrainer trains classifiers and regressors; for masked-LM training use ALUMTrainer.")
         gold, predicted = self._classes_of(clean)
-        num_classes = self._num_classes(clean)
-        self._ensure_tally(num_classes, clean.logits.device)
-        target_classes = torch.multinomial(self._probs[gold].float(), 1).squeeze(1)
+        num_classes = self.args.tat_num_bins if clean.task == "regression" else clean.logits.shape[-1]
+        self.tally.ensure(num_classes, clean.logits.device)
+        target_classes = self.tally.sample(gold)
         if clean.task == "regression":
-            low, width = self._bin_edges[target_classes], self._bin_edges[1] - self._bin_edges[0]
+            edges = self.tally.bin_edges
+            low, width = edges[target_classes], edges[1] - edges[0]
             targets = low + width * torch.rand(target_classes.shape, device=low.device, dtype=low.dtype)
             clean.extras["targets"] = targets.to(clean.labels.dtype if clean.labels.is_floating_point() else torch.float32)
         else:
             clean.extras["targets"] = target_classes
         clean.extras["target_classes"] = target_classes
-        self._record("tat/target_entropy", self._mean_row_entropy())  # of the distribution the targets came from
-        self._update_tally(gold, predicted, num_classes)
+        self._record("tat/target_entropy", self.tally.mean_row_entropy())  # of the distribution the targets came from
+        self.tally.update(gold, predicted, self._sum_over_processes)
 
-    # ----------------------------------------------------------------------------------------------------------
-    # The tally.
-
-    @property
-    def confusion_tally(self) -> torch.Tensor | None:
-        """``(C, C)`` counts of (gold, predicted) over the training batches seen so far, summed over processes
-        (the fixed matrix in oracle mode); ``None`` before the first training step."""
-        if self.args.tat_fixed_tally is not None:
-            return torch.tensor(self.args.tat_fixed_tally, dtype=torch.float64)
-        return None if self._counts is None else self._counts.detach().cpu().double()
-
-    @property
-    def target_distribution(self) -> torch.Tensor | None:
-        """``(C, C)`` rows ``P(y_t | gold)`` the targets are drawn from now (diagonal 0)."""
-        return None if self._probs is None else self._probs.detach().cpu().clone()
-
-    @property
-    def bin_edges(self) -> torch.Tensor | None:
-        """Regression: the ``num_bins + 1`` edges of the label bins (``None`` for classification)."""
-        return None if self._bin_edges is None else self._bin_edges.detach().cpu().clone()
-
-    def _num_classes(self, clean: CleanPass) -> int:
-        return self.args.tat_num_bins if clean.task == "regression" else clean.logits.shape[-1]
+    def _sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.accelerator.num_processes > 1:
+            return self.accelerator.reduce(tensor, reduction="sum")
+        return tensor
 
     def _classes_of(self, clean: CleanPass) -> tuple[torch.Tensor, torch.Tensor]:
         """Gold and predicted classes of the batch (bins for regression)."""
         if clean.task == "regression":
-            if self._bin_edges is None:
+            if self.tally.bin_edges is None:
                 low, high = self._label_range()
-                self._bin_edges = torch.linspace(low, high, self.args.tat_num_bins + 1, dtype=torch.float64)
-            self._bin_edges = edges = self._bin_edges.to(clean.logits.device)
-            return self.bin_of(clean.labels.double().view(-1), edges), self.bin_of(
-                clean.logits.detach().double().view(-1), edges
-            )
+                self.tally.bin_edges = torch.linspace(low, high, self.args.tat_num_bins + 1, dtype=torch.float64)
+            self.tally.bin_edges = edges = self.tally.bin_edges.to(clean.logits.device)
+            return bin_of(clean.labels.double().view(-1), edges), bin_of(clean.logits.detach().double().view(-1), edges)
         return clean.labels.long(), clean.logits.detach().argmax(dim=-1)
-
-    @staticmethod
-    def bin_of(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
-        """Index of the bin of each value; values outside the range go to the first or last bin."""
-        return torch.bucketize(values, edges[1:-1].to(values.dtype), right=True).clamp(0, edges.numel() - 2)
 
     def _label_range(self) -> tuple[float, float]:
         if self.args.tat_label_range is not None:
@@ -265,69 +251,31 @@ class TATTrainer(SymmetricKLTrainer):
             "'labels' column from the training dataset. Set `tat_label_range=[low, high]` in the TATConfig."
         )
 
-    def _check_fixed_tally(self, num_classes: int) -> None:
-        size = len(self.args.tat_fixed_tally)
-        if size != num_classes:
-            raise ValueError(
-                f"`tat_fixed_tally` is {size}×{size}, but the model has {num_classes} classes (bins for regression): "
-                f"give a {num_classes}×{num_classes} matrix."
-            )
-
-    def _ensure_tally(self, num_classes: int, device: torch.device) -> None:
-        if self._counts is not None and self._counts.shape[0] != num_classes:
-            raise ValueError(
-                f"The tally has {self._counts.shape[0]} classes but the model now predicts {num_classes}; a resumed "
-                "checkpoint must come from the same task."
-            )
-        if self._counts is None:
-            self._counts = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
-        if self._probs is None:
-            if self.args.tat_fixed_tally is not None:
-                self._check_fixed_tally(num_classes)
-                fixed = torch.tensor(self.args.tat_fixed_tally, dtype=torch.float64, device=device)
-                self._probs = target_distribution_from_counts(fixed)
-            else:
-                self._probs = target_distribution_from_counts(self._counts, self.args.tat_tally_prior)
-        self._counts, self._probs = self._counts.to(device), self._probs.to(device)
-
-    def _update_tally(self, gold: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> None:
-        batch = torch.bincount(gold * num_classes + predicted, minlength=num_classes**2).view(num_classes, num_classes)
-        if self.accelerator.num_processes > 1:
-            batch = self.accelerator.reduce(batch, reduction="sum")
-        self._counts += batch
-        if self.args.tat_fixed_tally is None and self.args.tat_tally_update == "ema":
-            step = target_distribution_from_counts(batch, 0.0)
-            has_errors = ((batch * (1 - torch.eye(num_classes, dtype=batch.dtype, device=batch.device))).sum(1) > 0)
-            decay = self.args.tat_ema_decay
-            self._probs = torch.where(has_errors.unsqueeze(1), decay * self._probs + (1 - decay) * step, self._probs)
-
-    def _start_epoch(self, completed_epochs: int) -> None:
-        """Rebuilds the target distribution from the counts so far, once per epoch (``"epoch"`` updates)."""
-        if completed_epochs <= self._refreshed_epochs:
-            return
-        self._refreshed_epochs = completed_epochs
-        if self._counts is not None and self.args.tat_fixed_tally is None and self.args.tat_tally_update == "epoch":
-            self._probs = target_distribution_from_counts(self._counts, self.args.tat_tally_prior)
-
-    def _mean_row_entropy(self) -> torch.Tensor:
-        probs = self._probs.float()
-        return -(probs * probs.clamp(min=1e-30).log()).sum(dim=1).mean()
-
     # ----------------------------------------------------------------------------------------------------------
-    # Checkpointing.
+    # Reading the tally, and its checkpoint state.
+
+    bin_of = staticmethod(bin_of)
+
+    @property
+    def confusion_tally(self) -> torch.Tensor | None:
+        """``(C, C)`` counts of (gold, predicted) over the training batches seen so far, summed over processes
+        (the fixed matrix in oracle mode); ``None`` before the first training step."""
+        if self.args.tat_fixed_tally is not None:
+            return torch.tensor(self.args.tat_fixed_tally, dtype=torch.float64)
+        return None if self.tally.counts is None else self.tally.counts.detach().cpu().double()
+
+    @property
+    def target_distribution(self) -> torch.Tensor | None:
+        """``(C, C)`` rows ``P(y_t | gold)`` the targets are drawn from now (diagonal 0)."""
+        return None if self.tally.probs is None else self.tally.probs.detach().cpu().clone()
+
+    @property
+    def bin_edges(self) -> torch.Tensor | None:
+        """Regression: the ``num_bins + 1`` edges of the label bins (``None`` for classification)."""
+        return None if self.tally.bin_edges is None else self.tally.bin_edges.detach().cpu().clone()
 
     def adversarial_state(self) -> dict[str, Any]:
-        if self._counts is None:
-            return {"refreshed_epochs": self._refreshed_epochs}
-        return {
-            "tally_counts": self._counts.cpu(),
-            "target_distribution": self._probs.cpu(),
-            "refreshed_epochs": self._refreshed_epochs,
-            "bin_edges": None if self._bin_edges is None else self._bin_edges.cpu(),
-        }
+        return self.tally.state_dict()
 
     def load_adversarial_state(self, state: dict[str, Any]) -> None:
-        self._refreshed_epochs = int(state.get("refreshed_epochs", 0))
-        self._counts = state.get("tally_counts")
-        self._probs = state.get("target_distribution")
-        self._bin_edges = state.get("bin_edges")
+        self.tally.load_state_dict(state)

@@ -9,12 +9,13 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import torch  # noqa: E402
-from conftest import build_tokenizer, exit_distributed_script, make_model, tokenized  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
 from transformers import DataCollatorWithPadding  # noqa: E402
 
 import advtrain  # noqa: E402
+from conftest import build_tokenizer, exit_distributed_script, make_model, tokenized  # noqa: E402
 
 TRAINERS = {
     "pgd_at": (advtrain.PGDATTrainer, advtrain.PGDATConfig, {}),
@@ -27,7 +28,7 @@ SMOOTH = {"adv_init_std": 0.05, "adv_epsilon": 0.1, "adv_step_size": 0.05}
 TRAINERS["tat"] = (advtrain.TATTrainer, advtrain.TATConfig, SMOOTH)
 TRAINERS["alum"] = (advtrain.ALUMTrainer, advtrain.ALUMConfig, SMOOTH)
 # The term's backward under no_sync, then the recomputed clean pass through the DDP-wrapped model.
-TRAINERS["alum_recompute"] = (advtrain.ALUMTrainer, advtrain.ALUMConfig, {**SMOOTH, "adv_recompute_clean": True})
+TRAINERS["alum_recompute"] = (advtrain.ALUMTrainer, advtrain.ALUMConfig, {**SMOOTH, "adv_backward": "recompute"})
 
 
 def deterministic_init(embeds, mask, init_std, generator=None):

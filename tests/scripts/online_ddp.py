@@ -10,13 +10,15 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import torch.distributed as dist  # noqa: E402
-from conftest import build_tokenizer, exit_distributed_script, read_jsonl  # noqa: E402
-from datasets import Dataset  # noqa: E402
 from pathlib import Path  # noqa: E402
-from test_online import MAX_LENGTH, GreedySwapAttack, sensitive_model  # noqa: E402
 
-from advtrain.attacks.online import OnlineAttackAugmentation  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from accelerate import PartialState  # noqa: E402
+from datasets import Dataset  # noqa: E402
+
+from advtrain.training import OnlineAttackAugmentation  # noqa: E402
+from conftest import build_tokenizer, exit_distributed_script, read_jsonl  # noqa: E402
+from test_online import MAX_LENGTH, GreedySwapAttack, sensitive_model  # noqa: E402
 
 
 class CountingAttack(GreedySwapAttack):
@@ -30,7 +32,8 @@ class CountingAttack(GreedySwapAttack):
 def main(out: str) -> None:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
-        dist.init_process_group("gloo")
+        # The processes the round is sharded over are accelerate's (what a Trainer sets up): join them its way.
+        PartialState(cpu=True)
     rank = dist.get_rank() if world > 1 else 0
     tokenizer = build_tokenizer(Path(out) / f"tok{rank}")
     attack = CountingAttack()

@@ -12,15 +12,16 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import torch  # noqa: E402
-from conftest import build_tokenizer, exit_distributed_script, read_jsonl  # noqa: E402
-from datasets import Dataset  # noqa: E402
 from pathlib import Path  # noqa: E402
-from test_online import MAX_LENGTH, GreedySwapAttack, sensitive_model  # noqa: E402
+
+import torch  # noqa: E402
+from datasets import Dataset  # noqa: E402
 from transformers import DataCollatorWithPadding  # noqa: E402
 
 from advtrain import TATConfig, TATTrainer  # noqa: E402
-from advtrain.attacks.online import OnlineAttackAugmentation  # noqa: E402
+from advtrain.training import OnlineAttackAugmentation  # noqa: E402
+from conftest import build_tokenizer, exit_distributed_script, read_jsonl  # noqa: E402
+from test_online import MAX_LENGTH, GreedySwapAttack, sensitive_model  # noqa: E402
 
 
 def main(out: str) -> None:
