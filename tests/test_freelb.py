@@ -165,7 +165,9 @@ def test_a_nan_loss_never_reaches_a_weight(tmp_path, tokenizer, fixed_delta0, na
     trainer.train()
     assert all(torch.isfinite(p).all() for p in model.parameters())
     log = next(entry for entry in trainer.state.log_history if "loss" in entry)
-    assert log["adv/skipped"] == 1 and "adv/loss" not in log
+    # adv/loss (like loss) is what the step trained on: the steps before the NaN, each / K
+    assert log["adv/skipped"] == 1 and log["adv/loss"] == pytest.approx(log["loss"], abs=1e-4)
+    assert (log["adv/loss"] == 0) == (nan_step == 0)
 
     # The weights took exactly the steps before the NaN: a FreeLB run with `nan_step` steps of its K = 3 weights.
     reference = make_model("bert", 2, seed=6)
@@ -304,3 +306,70 @@ def test_default_delta_is_eta_times_the_per_token_linf_normalised_gradient(tmp_p
     # to 1e-5 of the step: δ / η equals the normalised direction to 1e-5
     scale = eta if reading == "code" else 1e-5
     torch.testing.assert_close(delta / scale, expected * mask / scale, atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Two processes (gloo): the first K − 1 backwards under no_sync, the last one synchronised.
+
+DDP_SCRIPT = '''
+import os, sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+import torch
+from transformers import DataCollatorWithPadding
+import advtrain
+from conftest import build_tokenizer, exit_distributed_script, make_model, tokenized
+
+out, per_device, nan_rank = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+# A per-token start (the same whatever the batch layout), so that one process and two see the same δ₀.
+advtrain.perturbation.uniform_delta = lambda e, m, mag, norm, generator=None: mag * torch.sin(11 * e.detach().float()) * m
+
+
+class Trainer(advtrain.FreeLBTrainer):
+    def ascent_loss(self, logits, labels, task):
+        loss = super().ascent_loss(logits, labels, task)
+        self._n = getattr(self, "_n", 0) + 1
+        return loss * float("nan") if self.args.process_index == nan_rank and self._n % 3 == 2 else loss
+
+
+tokenizer = build_tokenizer(Path(out) / f"tok{{os.environ.get('RANK', '0')}}")
+data = tokenized(tokenizer, "mr", "train", 16, max_length=16)
+model = make_model("bert", 2, seed=0)
+world = int(os.environ.get("WORLD_SIZE", "1"))
+args = advtrain.FreeLBConfig(
+    output_dir=out, use_cpu=True, report_to=[], save_strategy="no", max_steps=3, learning_rate=1e-2, optim="sgd",
+    per_device_train_batch_size=per_device, logging_steps=1, seed=0, dataloader_drop_last=True, adv_steps=3,
+    adv_init_mag=0.2, **({{"ddp_backend": "gloo"}} if world > 1 else {{}}))
+trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tokenizer))
+trainer.train()
+torch.save({{"state": {{k: v.detach().clone() for k, v in model.state_dict().items()}}, "world_size": world,
+            "logs": trainer.state.log_history}},
+           os.path.join(out, f"freelb_ws{{world}}_nan{{nan_rank}}_rank{{trainer.args.process_index}}.pt"))
+exit_distributed_script()
+'''
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_and_a_nan_on_one_rank_does_not_hang(tmp_path):
+    import sys
+    from pathlib import Path
+
+    from conftest import run_checked, two_process_launcher
+
+    script = tmp_path / "ddp_freelb.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))
+    run_checked([sys.executable, str(script), str(tmp_path), "4", "-1"], tmp_path, timeout=240)
+    run_checked(two_process_launcher("torchrun") + [str(script), str(tmp_path), "2", "-1"], tmp_path, timeout=240)
+    single = torch.load(tmp_path / "freelb_ws1_nan-1_rank0.pt")
+    double = torch.load(tmp_path / "freelb_ws2_nan-1_rank0.pt")
+    assert double["world_size"] == 2 and any("adv/loss" in log for log in double["logs"])
+    for name, value in single["state"].items():
+        torch.testing.assert_close(double["state"][name], value, atol=2e-5, rtol=1e-4, msg=name)
+    # Rank 0's second ascent step is NaN on every batch: no hang, both ranks finite and equal, the skips counted.
+    run_checked(two_process_launcher("torchrun") + [str(script), str(tmp_path), "2", "0"], tmp_path, timeout=240)
+    ranks = [torch.load(tmp_path / f"freelb_ws2_nan0_rank{r}.pt") for r in (0, 1)]
+    for name, value in ranks[0]["state"].items():
+        assert torch.isfinite(value).all(), name
+        assert torch.equal(ranks[1]["state"][name], value), name
+    logs = [log for log in ranks[0]["logs"] if "adv/skipped" in log]
+    assert len(logs) == 3 and all(log["adv/skipped"] == 1 for log in logs)  # rank 0's skip, summed over processes

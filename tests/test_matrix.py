@@ -203,7 +203,7 @@ def test_an_overflowing_perturbation_is_skipped(tmp_path, tokenizer, backward, o
     assert log["adv/skipped"] == 1 and log["loss"] == pytest.approx(log["clean/loss"], abs=1e-4)
 
 
-RESUME_FAMILIES = ("bert", "modernbert", "llama")
+RESUME_FAMILIES = MATRIX_FAMILIES
 
 
 @pytest.mark.slow  # one Trainer run per cell and layout; the fast tier keeps the zero-δ checks

@@ -145,14 +145,22 @@ def test_string_labels_are_named_with_the_fix(tmp_path, tokenizer, collator):
 
 
 @pytest.mark.parametrize("bf16,warns", [(True, True), (False, False)])
-def test_a_delta_below_bf16_rounding_is_warned_about_once(tmp_path, mr_small, collator, bf16, warns):
+def test_a_delta_below_bf16_rounding_is_warned_about_once(tmp_path, mr_small, collator, bf16, warns, monkeypatch):
     import warnings
 
+    # transformers 4's TrainingArguments exports bf16 as ACCELERATE_MIXED_PRECISION, and every later Trainer of the
+    # process then autocasts: restore the variable (and accelerate's process-wide state) afterwards.
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
     args = PGDATConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, max_steps=2, save_strategy="no",
                        per_device_train_batch_size=4, bf16=bf16)  # L2 ε = 0.003 over a sentence: ~1e-4 per element
     trainer = PGDATTrainer(model=make_model("bert", 2), args=args, train_dataset=mr_small, data_collator=collator)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        trainer.train()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.train()
+    finally:
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
     messages = [str(w.message) for w in caught if "autocast" in str(w.message)]
     assert len(messages) == (1 if warns else 0), messages

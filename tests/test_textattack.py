@@ -302,7 +302,7 @@ def test_sentence_pairs_perturb_the_hypothesis_only(classifier, tokenizer, word_
 
 
 @needs_textattack
-def test_evaluation_with_the_textattack_backend(classifier, tokenizer, word_vectors, examples, tmp_path):
+def test_evaluation_with_the_textattack_backend(classifier, tokenizer, word_vectors, examples, tmp_path, monkeypatch):
     from advtrain.evaluation import build_evaluation_attack, evaluate_robustness
 
     texts, labels = examples
@@ -320,6 +320,9 @@ def test_evaluation_with_the_textattack_backend(classifier, tokenizer, word_vect
     [summary] = report.attacks
     assert summary.num_examples == len(rows) and summary.num_errors == 0 and summary.clean_accuracy == 1.0
     assert summary.num_successful >= 1 and summary.notes == notes
+    from test_attacks import _no_packaged_glove
+
+    _no_packaged_glove(monkeypatch)  # else the default counter-fits the packaged GloVe
     with pytest.raises(MissingResourceError, match="word vectors"):
         build_evaluation_attack("textfooler", backend="textattack", min_sentence_similarity=None)
     bank = tmp_path / "word_candidates_sense.pkl"

@@ -54,14 +54,17 @@ class AttackSummary:
         avg_queries (`float`, *optional*): mean model queries, over attacked examples.
         seconds (`float`, *optional*): wall time of the attack on the whole sample.
         notes (`list[str]`): substitutions of resources and other caveats (e.g. the sentence encoder used offline).
-        clean_accuracy_interval, accuracy_under_attack_interval, attack_success_rate_interval (`tuple[float, float]`,
-            *optional*): 95% Wilson score intervals of the three rates (`advtrain.evaluation.wilson_interval`).
+        clean_accuracy_interval (`tuple[float, float]`, *optional*): 95% Wilson score interval of `clean_accuracy`
+            (`advtrain.evaluation.wilson_interval`).
+        accuracy_under_attack_interval (`tuple[float, float]`, *optional*): the same for `accuracy_under_attack`.
+        attack_success_rate_interval (`tuple[float, float]`, *optional*): the same for `attack_success_rate`.
         num_substitutions (`int`): words swapped by the successful attacks.
         num_synonym_substitutions (`int`, *optional*): of those, how many WordNet lists as synonyms of the word they
             replaced (`advtrain.lexicon.WordNetSynonymy`); `None` when not judged (no WordNet).
         synonym_share (`float`, *optional*): ``num_synonym_substitutions / num_substitutions``.
-        example_indices, example_statuses (`list`): each attacked example's dataset row and status, in order: what
-            `compare_attacks` pairs two models' outcomes by.
+        example_indices (`list[int]`): each attacked example's dataset row, in order: what `compare_attacks` pairs
+            two models' outcomes by.
+        example_statuses (`list[str]`): each attacked example's status, in the same order.
     """
 
     attack: str

@@ -229,13 +229,14 @@ class FreeLBTrainer(AdversarialTrainer):
             self._check_autocast(delta.detach())
         self._record("adv/delta_norm", delta_norm(delta.detach(), args.adv_norm).mean())
         self._record("adv/skipped", torch.tensor(float(skipped)))
+        # `adv/loss` is what the step trained on (the finite steps' Σ L_k / K), recorded on every batch: `log` reduces
+        # the metrics by name across processes, so every process must record the same names.
         if backward:
-            if not skipped:
-                self._record("adv/loss", total * self.current_gradient_accumulation_steps)
+            self._record("adv/loss", total * self.current_gradient_accumulation_steps)
             return total, first_outputs
         if not kept:  # the first loss was not finite: nothing to train on
-            return torch.zeros((), device=input_ids.device, requires_grad=True), first_outputs
-        objective = torch.stack(kept).sum() / steps
-        if not skipped:
-            self._record("adv/loss", objective)
+            objective = torch.zeros((), device=input_ids.device, requires_grad=True)
+        else:
+            objective = torch.stack(kept).sum() / steps
+        self._record("adv/loss", objective)
         return objective, first_outputs
