@@ -730,9 +730,9 @@ class AdversarialTrainer(Trainer):
             path = os.path.join(checkpoint, ADVERSARIAL_STATE_NAME)
             if os.path.isfile(path):
                 self.load_adversarial_state(load_state(path))
-            elif self.adversarial_state():
+            elif fresh := self.adversarial_state():
                 logger.warning(
                     "%s resumes from %s, which holds no %s: the adversarial state (%s) starts afresh.",
-                    type(self).__name__, checkpoint, ADVERSARIAL_STATE_NAME, ", ".join(sorted(self.adversarial_state())),
+                    type(self).__name__, checkpoint, ADVERSARIAL_STATE_NAME, ", ".join(sorted(fresh)),
                 )
         return super().train(resume_from_checkpoint, *args, **kwargs)

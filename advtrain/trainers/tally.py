@@ -59,16 +59,21 @@ class ConfusionTally:
             self.counts = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
         if self.probs is None:
             if self.fixed is not None:
-                if len(self.fixed) != num_classes:
-                    raise ValueError(
-                        f"`tat_fixed_tally` is {len(self.fixed)}×{len(self.fixed)}, but the model has {num_classes} "
-                        f"classes (bins for regression): give a {num_classes}×{num_classes} matrix."
-                    )
+                self.check_fixed_size(num_classes)
                 fixed = torch.tensor(self.fixed, dtype=torch.float64, device=device)
                 self.probs = target_distribution_from_counts(fixed)
             else:
                 self.probs = target_distribution_from_counts(self.counts, self.prior)
         self.counts, self.probs = self.counts.to(device), self.probs.to(device)
+
+    def check_fixed_size(self, num_classes: int) -> None:
+        """Refuses a fixed (oracle) matrix whose size is not the model's number of classes (bins for regression)."""
+        if self.fixed is not None and len(self.fixed) != num_classes:
+            size = len(self.fixed)
+            raise ValueError(
+                f"`tat_fixed_tally` is {size}×{size}, but the model has {num_classes} classes (bins for regression): "
+                f"give a {num_classes}×{num_classes} matrix."
+            )
 
     def sample(self, gold: torch.Tensor) -> torch.Tensor:
         """One target class per example, drawn from the row of its gold class (never the gold class itself)."""

@@ -186,14 +186,8 @@ class TATTrainer(SymmetricKLTrainer):
         )
         self.add_callback(_TallyEpochCallback(self))
         num_labels = getattr(getattr(self.model, "config", None), "num_labels", None)
-        if self.args.tat_fixed_tally is not None and isinstance(num_labels, int):
-            expected = self.args.tat_num_bins if num_labels == 1 else num_labels
-            if len(self.args.tat_fixed_tally) != expected:
-                size = len(self.args.tat_fixed_tally)
-                raise ValueError(
-                    f"`tat_fixed_tally` is {size}×{size}, but the model has {expected} classes (bins for regression): "
-                    f"give a {expected}×{expected} matrix."
-                )
+        if isinstance(num_labels, int):
+            self.tally.check_fixed_size(self.args.tat_num_bins if num_labels == 1 else num_labels)
 
     # ----------------------------------------------------------------------------------------------------------
     # The objective.
