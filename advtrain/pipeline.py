@@ -342,7 +342,7 @@ def evaluate_model(
     overrides the stop words; `attack_options` go to every recipe (e.g. ``{"wordnet_filter": None}``). Raises
     `PipelineError` for a model, data set or attack that cannot be used."""
     from .evaluation import build_evaluation_attack, evaluate_robustness, load_model
-    from .resources import MissingResourceError, packaged_encoder_path, packaged_word_vectors_path
+    from .resources import MissingResourceError, packaged_encoder_path
 
     if not os.path.isdir(model_path):
         raise PipelineError(f"--model_path {model_path}: no such folder (a model saved by `advtrain train` or "
@@ -359,7 +359,7 @@ def evaluate_model(
                                         "--calibrate_on")[0]
 
     resources = {
-        "word_vectors": word_vectors or _packaged(packaged_word_vectors_path),
+        "word_vectors": word_vectors,  # None: the recipes' counter-fitted default (`default_word_vectors`)
         "sentence_encoder": sentence_encoder or _packaged(packaged_encoder_path),
         "masked_lm": masked_lm,
         "stopwords": nltk_data if stopwords is None else stopwords,

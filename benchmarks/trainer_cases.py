@@ -21,7 +21,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from advtrain import LDSConfig, LDSTrainer, PGDATConfig, PGDATTrainer
+from advtrain import LDSConfig, LDSTrainer, PGDATConfig, PGDATTrainer, R3FConfig, R3FTrainer
 
 try:  # being written alongside this benchmark; included as soon as it imports
     from advtrain.trainers.tat import TATConfig, TATTrainer
@@ -135,6 +135,11 @@ CLEAN_GRADIENT_NOTE = (
 RECOMPUTE_NOTE = (
     "adv_backward='recompute': the papers' gradient without keeping the clean graph: the clean pass runs without a "
     "graph, the term is back-propagated first, and the clean pass is recomputed (same dropout masks) for its backward"
+)
+R3F_NOTE = (
+    "R3F: no ascent, the noise z is the perturbation; SKL(f(e), f(e + z)) with both sides live (the reference code) "
+    "moves the clean prediction, so one backward runs over both graphs (≈ 2× memory) unless the clean pass is "
+    "recomputed"
 )
 CONSTANT_CLEAN_NOTE = (
     "adv_clean_gradient=False: the clean output is a constant target, so the clean backward runs first and its "
@@ -266,4 +271,9 @@ def build_cases(model, batch, output_dir, device) -> tuple[list[Case], dict[str,
         add("alum_k3", "ALUM K=3", ALUMTrainer, ALUMConfig, 3, 3, adv_steps=3)
     if smart_pytorch is not None:
         cases.append(smart_case(model, batch, device, 1))
+    # R3F (defaults: uniform noise, σ = 1e-5, λ = 1): two forwards and one backward through both, bound 2.0×.
+    add("r3f", "R3F (noise, no ascent)", R3FTrainer, R3FConfig, 0, 0)
+    add("r3f_recompute", "R3F recomputed clean pass", R3FTrainer, R3FConfig, 0, 0, adv_backward="recompute")
+    for case in cases[-2:]:
+        case.note = R3F_NOTE
     return cases, trainers

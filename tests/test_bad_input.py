@@ -53,15 +53,22 @@ def test_compute_loss_func_refused(tmp_path):
         )
 
 
-def test_causal_lm_is_refused(tmp_path, tokenizer):
+def test_a_bert_decoder_trains_as_a_causal_lm(tmp_path, tokenizer):
+    """A BertLMHeadModel with is_decoder=True is a causal LM (not a masked LM): its labels are shifted, so at δ = 0
+    the task loss is the model's own loss (tests/test_causal_lm.py covers Llama and Qwen2 in depth)."""
     from transformers import BertConfig, BertLMHeadModel
+
+    from advtrain.losses import task_loss
 
     config = BertConfig(vocab_size=400, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                         intermediate_size=37, is_decoder=True)
-    model = BertLMHeadModel(config)
+    model = BertLMHeadModel(config).eval()
     trainer = PGDATTrainer(model=model, args=PGDATConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True))
-    batch = batch_of(tokenizer, ["a fine film"], [0])
-    batch["labels"] = batch["input_ids"].clone()
+    batch = batch_of(tokenizer, ["a fine film", "the film is bad and dull"], [0, 0])
+    batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    with torch.no_grad():
+        outputs = model(**batch)
+    assert trainer._task(outputs.logits) == "causal_lm"
+    assert torch.allclose(task_loss(outputs.logits, batch["labels"], "causal_lm"), outputs.loss, atol=1e-6)
     model.train()
-    with pytest.raises(ValueError, match="BertLMHeadModel is a causal LM"):
-        trainer.compute_loss(model, batch)
+    assert torch.isfinite(trainer.compute_loss(model, batch))

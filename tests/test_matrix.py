@@ -21,6 +21,8 @@ from advtrain import (
     LDSTrainer,
     PGDATConfig,
     PGDATTrainer,
+    R3FConfig,
+    R3FTrainer,
     TATConfig,
     TATTrainer,
 )
@@ -40,6 +42,9 @@ CELLS = {
     "alum-recompute": (ALUMTrainer, ALUMConfig, {"adv_backward": "recompute"}),
     "alum-split": (ALUMTrainer, ALUMConfig, {"adv_clean_gradient": False}),
     "freelb-joint": (FreeLBTrainer, FreeLBConfig, {"adv_init_mag": 0.0}),  # its own step: K whole backwards
+    # R3F draws its noise through `init_delta` with "normal" (made per-token deterministic by `deterministic_delta`).
+    "r3f-joint": (R3FTrainer, R3FConfig, {"r3f_noise": "normal"}),
+    "r3f-recompute": (R3FTrainer, R3FConfig, {"r3f_noise": "normal", "adv_backward": "recompute"}),
 }
 EXPECTED_PATH = {"split": "split", "fast": "split", "joint": "joint", "recompute": "recompute"}
 # Steps large enough for δ to matter at this scale, the same in every cell (dropout is off unless said).

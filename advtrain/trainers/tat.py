@@ -26,9 +26,17 @@ from transformers import TrainerCallback
 from ..losses import task_loss
 from ..perturbation import NORMS, STEP_NORMS
 from ..validation import check_field, is_int, is_number
-from .base import CleanPass
+from .base import CleanPass, is_causal_lm
 from .smoothness import SymmetricKLConfig, SymmetricKLTrainer
 from .tally import TALLY_UPDATES, ConfusionTally, bin_of, target_distribution_from_counts  # noqa: F401
+
+CAUSAL_LM_REFUSAL = (
+    "TATTrainer cannot train {}, a causal LM: its targeted step descends toward a wrong label drawn from a tally of "
+    "(gold, predicted) label counts, one label per example, but a causal LM predicts a distribution over its whole "
+    "vocabulary at every position, where a vocabulary × vocabulary tally can neither be estimated from the training "
+    "batches nor sampled into meaningful targets. Use ALUMTrainer (the same symmetric-KL term with an untargeted "
+    "step), LDSTrainer or PGDATTrainer."
+)
 
 
 @dataclass
@@ -181,6 +189,8 @@ class TATTrainer(SymmetricKLTrainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.model is not None and is_causal_lm(self.model):
+            raise ValueError(CAUSAL_LM_REFUSAL.format(type(self.model).__name__))
         self.tally = ConfusionTally(
             self.args.tat_tally_update, self.args.tat_tally_prior, self.args.tat_ema_decay, self.args.tat_fixed_tally
         )
@@ -196,6 +206,8 @@ class TATTrainer(SymmetricKLTrainer):
         return task_loss(adv_logits, clean.extras["targets"], clean.task, reduction="sum")
 
     def prepare_clean_pass(self, clean: CleanPass) -> None:
+        if clean.task == "causal_lm":
+            raise ValueError(CAUSAL_LM_REFUSAL.format(type(self.model).__name__))
         if clean.task == "masked_lm":
             raise ValueError("TATTrainer trains classifiers and regressors; for masked-LM training use ALUMTrainer.")
         gold, predicted = self._classes_of(clean)
