@@ -159,12 +159,13 @@ def fine_tune(
     quiet: bool = False,
     augment: Callable | None = None,
     save_model: bool = True,
+    progress_bar: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Fine-tunes `script.model_name_or_path` (default: the packaged MiniLM) on `script.dataset` with `trainer_class`
     and `config`, evaluates it on the evaluation split and saves it (with its tokenizer) to ``config.output_dir`` when
     `save_model`. Returns the trainer and the run's record (what `train_classifier` writes as `TRAINING_RECORD`).
 
-    `quiet` drops the Trainer's log lines and progress bar. `augment(train, tokenizer)` (optional) turns the
+    `quiet` drops the Trainer's log lines and, unless `progress_bar`, its progress bar. `augment(train, tokenizer)` (optional) turns the
     (shuffled, cut) training split into what is trained on: a `Dataset` with the same columns (an offline augmenter
     such as `advtrain.augment.EDA`; tokenized here), or an `advtrain.training.OnlineAttackAugmentation` built on it
     (its dataset is trained on and it is attached to the trainer as a callback)."""
@@ -218,7 +219,8 @@ def fine_tune(
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
         trainer.remove_callback(PrinterCallback)
-        trainer.remove_callback(ProgressCallback)
+        if not progress_bar:
+            trainer.remove_callback(ProgressCallback)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -250,12 +252,14 @@ def fine_tune(
 
 
 def train_classifier(
-    script: TrainScriptArguments, config: Any, *, quiet: bool = False, augment: Callable | None = None
+    script: TrainScriptArguments, config: Any, *, quiet: bool = False, augment: Callable | None = None,
+    progress_bar: bool = False,
 ) -> dict[str, Any]:
     """Fine-tunes with `script.method` (`fine_tune` with the method's trainer class), saves the model, its tokenizer
     and `TRAINING_RECORD` in ``config.output_dir`` and returns that record. `quiet` also drops the closing summary
-    line; `augment` is `fine_tune`'s."""
-    trainer, record = fine_tune(method_classes(script.method)[0], script, config, quiet=quiet, augment=augment)
+    line; `augment` and `progress_bar` are `fine_tune`'s."""
+    trainer, record = fine_tune(method_classes(script.method)[0], script, config, quiet=quiet, augment=augment,
+                                progress_bar=progress_bar)
     if trainer.is_world_process_zero():
         with open(os.path.join(config.output_dir, TRAINING_RECORD), "w") as f:
             json.dump(record, f, indent=2)

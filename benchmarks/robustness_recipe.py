@@ -29,13 +29,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 from transformers import HfArgumentParser
 
 from advtrain.compat import warmup_fraction
 from advtrain.evaluation import RobustnessReport
-from advtrain.evaluation.compare import compare_attacks
+from advtrain.evaluation.compare import compare_attacks, success_rate_difference_interval
 from advtrain.evaluation.stats import wilson_interval
 from advtrain.pipeline import TrainScriptArguments, evaluate_model, train_classifier
 from advtrain.resources import packaged_encoder_path
@@ -191,25 +190,6 @@ def _asr_counts(outcomes: dict[int, str]) -> tuple[int, int]:
     return sum(s == "successful" for s in attacked), len(attacked)
 
 
-def asr_difference_interval(pairs: list[tuple[dict[int, str], dict[int, str]]], num_resamples: int, seed: int = 0):
-    """Percentile interval of ASR(a) − ASR(b) pooled over seeds, each pooled ASR a ratio of sums; resamples the
-    sentences of each seed's shared sample with replacement (both models' outcomes kept together)."""
-    rng = np.random.default_rng(seed)
-    codes = []  # per seed: arrays of (a_success, a_attacked, b_success, b_attacked) per shared sentence
-    for a, b in pairs:
-        shared = sorted(set(a) & set(b))
-        rows = np.array([[a[i] == "successful", a[i] not in ("skipped", "error"),
-                          b[i] == "successful", b[i] not in ("skipped", "error")] for i in shared], dtype=np.float64)
-        codes.append(rows)
-    totals = np.zeros((num_resamples, 4))
-    for rows in codes:
-        picks = rng.integers(0, len(rows), size=(num_resamples, len(rows)))
-        totals += rows[picks].sum(axis=1)
-    diff = totals[:, 0] / np.maximum(totals[:, 1], 1) - totals[:, 2] / np.maximum(totals[:, 3], 1)
-    low, high = np.quantile(diff, [0.025, 0.975])
-    return float(low), float(high)
-
-
 def _mean_interval(values: list[float]) -> tuple[float, float | None]:
     """Mean and the half-width of its 95% t interval over seeds (None for one seed)."""
     from statistics import mean, stdev
@@ -257,7 +237,7 @@ def summarize(args: RecipeArguments) -> dict:
             c_k = sum(_asr_counts(b)[0] for _, b in pairs)
             c_n = sum(_asr_counts(b)[1] for _, b in pairs)
             row["asr_drop"] = 100 * (p_k / p_n - c_k / c_n)
-            low, high = asr_difference_interval(pairs, args.bootstrap)
+            low, high = success_rate_difference_interval(pairs, num_resamples=args.bootstrap)
             row["asr_drop_interval"] = [100 * low, 100 * high]
             # Exact McNemar on accuracy under attack, all seeds' sentences pooled (each sentence paired once).
             b = c = 0
@@ -304,7 +284,9 @@ def markdown(summary: dict) -> str:
         "ASR pooled over seeds with its 95% Wilson interval; *ASR drop* = plain − candidate on the same sentences, with a "
         "95% paired bootstrap interval (sentences resampled within each seed); McNemar = exact test of accuracy under "
         "attack, sentences of all seeds pooled; clean Δ = mean over seeds ± 95% t half-width; time = training seconds "
-        "(with online attacks) relative to plain on the same seeds.",
+        "(with online attacks) relative to plain on the same seeds, as recorded by each run: runs shared the machine "
+        "(two at a time, tests beside them), so this column is only a rough guide; the per-step cost measured in one "
+        "process is in benchmarks/results/recipe_r3f.md.",
         "",
         "| candidate | method | seeds | clean acc. % | clean Δ | A2T ASR % [95% CI] | ASR drop [95% CI] | McNemar p | "
         "time × plain | target met |",

@@ -21,7 +21,16 @@ from transformers import (
     TrainingArguments,
 )
 
-from advtrain import LDSConfig, LDSTrainer, PGDATConfig, PGDATTrainer, R3FConfig, R3FTrainer
+from advtrain import (
+    FreeLBConfig,
+    FreeLBTrainer,
+    LDSConfig,
+    LDSTrainer,
+    PGDATConfig,
+    PGDATTrainer,
+    R3FConfig,
+    R3FTrainer,
+)
 
 try:  # being written alongside this benchmark; included as soon as it imports
     from advtrain.trainers.tat import TATConfig, TATTrainer
@@ -271,6 +280,11 @@ def build_cases(model, batch, output_dir, device) -> tuple[list[Case], dict[str,
         add("alum_k3", "ALUM K=3", ALUMTrainer, ALUMConfig, 3, 3, adv_steps=3)
     if smart_pytorch is not None:
         cases.append(smart_case(model, batch, device, 1))
+    # FreeLB: K forwards and K whole backwards, one graph alive at a time (no clean term), bound K×; K = 2 is the
+    # robustness recipe's (ROBUSTNESS_RECIPE). `ascents=0` makes `Case.bound` (6 + 2·0) / 3 = 2.0.
+    add("freelb_k2", "FreeLB K=2 (the robustness recipe)", FreeLBTrainer, FreeLBConfig, 2, 0, adv_steps=2,
+        adv_step_size=0.3)
+    cases[-1].note = "FreeLB: K whole forward-backward passes, one graph alive at a time"
     # R3F (defaults: uniform noise, σ = 1e-5, λ = 1): two forwards and one backward through both, bound 2.0×.
     add("r3f", "R3F (noise, no ascent)", R3FTrainer, R3FConfig, 0, 0)
     add("r3f_recompute", "R3F recomputed clean pass", R3FTrainer, R3FConfig, 0, 0, adv_backward="recompute")

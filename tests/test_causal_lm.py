@@ -531,10 +531,14 @@ def test_gradient_checkpointing_gives_the_same_pgd_at_step(tmp_path, tokenizer, 
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs)
             assert model.is_gradient_checkpointing
         model.train()
+        calls = []  # calls of a linear layer inside a checkpointed layer (forward hooks do not see the recompute)
+        down_proj = model.model.layers[0].mlp.down_proj
+        down_proj.forward = lambda x, forward=down_proj.forward, calls=calls: calls.append(1) or forward(x)
         torch.manual_seed(9)
         loss = trainer.training_step(model, batch)
-        results.append((loss, grads_of(model)))
-    (loss_a, grads_a), (loss_b, grads_b) = results
+        results.append((loss, grads_of(model), len(calls)))
+    (loss_a, grads_a, calls_a), (loss_b, grads_b, calls_b) = results
+    assert calls_b > calls_a  # the checkpointed layers were recomputed in the backward
     assert trainer._adv_metrics["adv/loss"][-1].item() > 0
     torch.testing.assert_close(loss_b, loss_a, atol=1e-6, rtol=1e-5)
     assert grads_a.keys() == grads_b.keys() and len(grads_a) > 10

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -253,15 +254,22 @@ def test_demo_code_path_with_tiny_settings(files, tmp_path, capsys):
                    "--sentence_encoder", str(files / "encoder"), "--nltk_data", str(files / "nltk_data"),
                    "--output_dir", str(out)])
     assert status == 0
-    printed = capsys.readouterr().out
-    assert "| plain |" in printed and "| pgd_at |" in printed and "16 training sentences, 100 test sentences" in printed
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert re.search(r"2/2 \[", captured.err)  # the training progress bar (the Trainer's), in each phase
+    assert "| plain |" in printed and "| recipe |" in printed and "16 training sentences, 100 test sentences" in printed
     assert "WordNet antonym filter dropped" in printed and "stop-word constraint" not in printed
-    for name in ("plain", "pgd_at"):
+    assert "recipe vs plain: attack success" in printed and "McNemar p = " in printed
+    assert re.search(r"not significant|is significant", printed)
+    from advtrain.trainers.registry import ROBUSTNESS_RECIPE
+
+    for name in ("plain", "recipe"):
         record = json.loads((out / name / "advtrain_training.json").read_text())
-        assert record["global_step"] == 2 and record["method"] == name
+        assert record["global_step"] == 2 and record["method"] == ("plain" if name == "plain" else ROBUSTNESS_RECIPE[0])
         report = RobustnessReport.load(out / name / "robustness.json")
         assert report.num_examples == 100 and report.attacks[0].num_examples == 4
-    assert json.loads((out / "pgd_at" / "advtrain_training.json").read_text())["config"]["adv_fast_first_step"] is True
+    config = json.loads((out / "recipe" / "advtrain_training.json").read_text())["config"]
+    assert all(config[k] == v for k, v in ROBUSTNESS_RECIPE[1].items())
     assert "| plain | " in (out / "report.md").read_text() and (out / "report.png").is_file()
 
 

@@ -4,7 +4,14 @@ an embedding-space robust-accuracy curve, out-of-distribution accuracy and optio
 `RobustnessReport` (see ``docs/evaluation.md``)."""
 
 from .attacks import EVALUATION_ATTACKS, build_evaluation_attack
-from .compare import compare_attacks, comparison_markdown, comparison_rows, outcomes_under_attack
+from .compare import (
+    compare_attacks,
+    comparison_markdown,
+    comparison_rows,
+    outcomes_under_attack,
+    statuses_by_row,
+    success_rate_difference_interval,
+)
 from .embedding import EmbeddingRobustnessCurve, embedding_robustness_curve
 from .examples import (
     AdversarialExample,
@@ -38,6 +45,8 @@ __all__ = [
     "PairedComparison",
     "adversarial_examples",
     "compare_attacks",
+    "statuses_by_row",
+    "success_rate_difference_interval",
     "comparison_markdown",
     "comparison_rows",
     "embedding_robustness_curve",

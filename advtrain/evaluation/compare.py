@@ -49,6 +49,52 @@ def compare_attacks(
     return paired_comparison([left[i] for i in shared], [right[i] for i in shared], bootstrap=bootstrap, seed=seed)
 
 
+def success_rate_difference_interval(
+    strata: Sequence[tuple[dict[int, str], dict[int, str]]],
+    *,
+    num_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """Paired-bootstrap percentile interval of ``ASR(a) − ASR(b)``, each attack success rate pooled over the strata
+    as a ratio of sums (successful / attacked).
+
+    Each stratum is one pair of status maps (dataset row → status, as `AttackSummary.example_indices` and
+    `example_statuses` give them) of two models attacked on the same sample, e.g. one seed of a comparison. The rows
+    both maps hold are resampled with replacement within each stratum, each row keeping both models' outcomes, so the
+    interval accounts for the pairing (the same sentence is hard for both models). ``skipped`` and ``error`` rows are
+    not attacked: they count in neither rate. `None` when the strata share no row.
+    """
+    import numpy as np
+
+    from .stats import _z
+
+    _z(confidence)
+    rng = np.random.default_rng(seed)
+    totals = np.zeros((num_resamples, 4))
+    shared_any = False
+    for a, b in strata:
+        shared = sorted(set(a) & set(b))
+        if not shared:
+            continue
+        shared_any = True
+        rows = np.array([[a[i] == "successful", a[i] not in ("skipped", "error"),
+                          b[i] == "successful", b[i] not in ("skipped", "error")] for i in shared], dtype=np.float64)
+        picks = rng.integers(0, len(rows), size=(num_resamples, len(rows)))
+        totals += rows[picks].sum(axis=1)
+    if not shared_any:
+        return None
+    diff = totals[:, 0] / np.maximum(totals[:, 1], 1) - totals[:, 2] / np.maximum(totals[:, 3], 1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(diff, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
+def statuses_by_row(summary: AttackSummary) -> dict[int, str]:
+    """Dataset row → attack status of an `AttackSummary` (for `success_rate_difference_interval`)."""
+    return dict(zip(summary.example_indices, summary.example_statuses))
+
+
 def comparison_rows(
     reports: Sequence[RobustnessReport], *, baseline: int | None = 0, bootstrap: int = 0
 ) -> list[dict[str, Any]]:

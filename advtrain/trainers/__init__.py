@@ -1,5 +1,5 @@
 from .alum import ALUMConfig, ALUMTrainer
-from .base import AdversarialConfig, AdversarialTrainer, CleanPass, check_model_supports_perturbation
+from .base import AdversarialConfig, AdversarialTrainer, CleanPass, check_model_supports_perturbation, is_causal_lm
 from .freelb import FreeLBConfig, FreeLBTrainer
 from .lds import LDSConfig, LDSTrainer
 from .pgd_at import PGDATConfig, PGDATTrainer
@@ -26,4 +26,5 @@ __all__ = [
     "TATConfig",
     "TATTrainer",
     "check_model_supports_perturbation",
+    "is_causal_lm",
 ]
