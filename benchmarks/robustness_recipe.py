@@ -78,6 +78,10 @@ CANDIDATES: dict[str, tuple[str, dict]] = {
     "freelb_k2_i0_s04": ("freelb", {"adv_steps": 2, "adv_step_size": 0.4, "adv_init_mag": 0.0}),
     # Online A2T with 30% of the sentences attacked per epoch ("_online_examples" is the recipe's, not a config field).
     "a2t_online_30": ("a2t", {"_online_examples": 0.3}),
+    # Third screen (the seed-1 runs of freelb_k2_s03 and pgd_l2_fast_03 reach +9.7): a third ascent point at the same
+    # bound, and a slightly larger step and bound.
+    "freelb_k3_s03": ("freelb", {"adv_steps": 3, "adv_step_size": 0.3}),
+    "freelb_k2_s035_e07": ("freelb", {"adv_steps": 2, "adv_step_size": 0.35, "adv_epsilon": 0.7}),
 }
 
 

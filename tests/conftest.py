@@ -17,6 +17,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Workers share the cores: one intra-op thread each, inherited by the subprocesses the tests start.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 import torch

@@ -122,3 +122,25 @@ def test_no_import_circle():
 
 def test_a_circle_is_found():
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    """The top-level names of the absolute imports anywhere in a file (``import trl.x``, ``from trl import y``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.partition(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.partition(".")[0])
+    return names
+
+
+def test_only_the_trl_integration_imports_trl():
+    """TRL is an optional extra: `import advtrain` (and `advtrain.integrations`) must work without it, so only
+    `advtrain.integrations.trl` imports it, and no other module of the package imports that one."""
+    modules = _modules()
+    assert "advtrain.integrations.trl" in modules
+    importers = sorted(name for name, path in modules.items() if "trl" in _third_party_imports(path))
+    assert importers == ["advtrain.integrations.trl"]
+    graph = import_graph()
+    assert sorted(m for m, targets in graph.items() if "advtrain.integrations.trl" in targets) == []

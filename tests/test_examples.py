@@ -24,10 +24,10 @@ from conftest import DATA_DIR, REPO, build_tokenizer, make_model, two_process_la
 EXAMPLES = REPO / "examples"
 NOTEBOOKS = EXAMPLES / "notebooks"
 TRAINER_SCRIPTS = {"train_pgd_at.py": "PGDATTrainer", "train_lds.py": "LDSTrainer", "train_tat.py": "TATTrainer",
-                   "train_alum.py": "ALUMTrainer"}
+                   "train_alum.py": "ALUMTrainer", "train_latent_pgd_at.py": "PGDATTrainer"}
 # Scripts and notebooks with a test below; `test_every_example_is_tested` keeps this in step with examples/.
 TESTED_SCRIPTS = {*TRAINER_SCRIPTS, "compare_methods.py", "alum_continued_pretraining.py", "neuron_analysis.py",
-                  "augmentation_mr.py", "evaluate_robustness.py"}
+                  "augmentation_mr.py", "evaluate_robustness.py", "sft_alum_lora.py"}
 TESTED_NOTEBOOKS = {"quickstart_tat_sst5.ipynb", "robustness_evaluation.ipynb"}
 TINY = ["--max_length", "24", "--train_size", "16", "--eval_size", "16", "--max_steps", "2", "--logging_steps", "1",
         "--per_device_train_batch_size", "8", "--disable_tqdm", "true"]
@@ -117,6 +117,16 @@ def test_trainer_script(tmp_path, tiny_encoder, script):
 
 
 @pytest.mark.slow
+def test_latent_pgd_at_script(tmp_path, tiny_encoder):
+    out = tmp_path / "out"
+    # The tiny encoder has 2 blocks (the script's default, block 3, is MiniLM's middle one).
+    stdout = run_example("train_latent_pgd_at.py", "--data_dir", str(DATA_DIR / "sst5"), "--model_path",
+                         str(tiny_encoder), *TINY, "--adv_site", "layer:1", "--output_dir", str(out))
+    results = check_trainer_run("train_latent_pgd_at.py", out, stdout, world_size=1)
+    assert results["logged_means"]["adv/delta_norm"] == pytest.approx(1.0, rel=1e-3)  # the script's ε, reached
+
+
+@pytest.mark.slow
 def test_tat_script_under_accelerate_launch(tmp_path, tiny_encoder):
     """train_tat.py as `accelerate launch` starts it on two CPU processes (gloo; on CPU a script needs `--use_cpu true
     --ddp_backend gloo`, or each process trains alone). TAT's single-process run is covered by compare_methods.py."""
@@ -160,6 +170,22 @@ def test_alum_continued_pretraining(tmp_path, tiny_encoder):
     for r in results.values():
         assert r["steps"] == 2 and np.isfinite(r["heldout_mlm_loss_after"])
     assert "| alum |" in stdout
+
+
+@pytest.mark.slow
+def test_sft_alum_lora(tmp_path):
+    """The TRL example on its tiny Llama (no model to load): LoRA + ALUM through ALUMSFTTrainer, adapter saved."""
+    pytest.importorskip("trl")
+    pytest.importorskip("peft")
+    out = tmp_path / "out"
+    stdout = run_example("sft_alum_lora.py", "--max_examples", "32", "--max_steps", "2", "--logging_steps", "1",
+                         "--disable_tqdm", "true", "--output_dir", str(out))
+    assert "ALUMSFTTrainer: 2 steps on 32 lines" in stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps"] == 2 and np.isfinite(results["final_loss"])
+    assert results["logged_means"]["adv/loss"] > 0 and results["logged_means"]["adv/delta_norm"] > 0
+    assert 0 < results["trainable_parameters"] < results["parameters"] / 10
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
 
 
 @pytest.mark.slow

@@ -257,3 +257,22 @@ def test_missing_wordnet_leaves_the_synonym_share_out_with_a_note(tokenizer, tmp
     assert report.attacks[0].synonym_share is None and report.attacks[0].num_synonym_substitutions is None
     assert any(n.startswith("WordNet synonym share not measured") for n in report.notes), report.notes
     assert report.embedding_curve is None and report.examples == []
+
+
+def test_success_rate_difference_interval_pools_strata_and_keeps_pairs():
+    from advtrain.evaluation import success_rate_difference_interval
+
+    # Every attacked sentence flips for a and resists for b: the difference is 1 in every resample.
+    a = {0: "successful", 1: "successful", 2: "skipped"}
+    b = {0: "failed", 1: "budget", 2: "skipped"}
+    assert success_rate_difference_interval([(a, b)], num_resamples=200) == (1.0, 1.0)
+    # The same outcomes on both sides: 0 whatever is resampled (the pairing is kept).
+    same = {i: ("successful" if i % 2 else "failed") for i in range(20)}
+    assert success_rate_difference_interval([(same, dict(same))], num_resamples=200) == (0.0, 0.0)
+    # Two strata pooled as a ratio of sums: a = 2/2 + 0/2 over 4 attacked, b = 0/4 → 0.5 in every resample only when
+    # each stratum keeps its size; rows without a partner are left out (index 9).
+    s1 = ({0: "successful", 1: "successful"}, {0: "failed", 1: "failed", 9: "successful"})
+    s2 = ({0: "failed", 1: "failed"}, {0: "failed", 1: "failed"})
+    low, high = success_rate_difference_interval([s1, s2], num_resamples=500)
+    assert low == high == 0.5
+    assert success_rate_difference_interval([({0: "failed"}, {1: "failed"})]) is None

@@ -63,7 +63,8 @@ def success_rate_difference_interval(
     `example_statuses` give them) of two models attacked on the same sample, e.g. one seed of a comparison. The rows
     both maps hold are resampled with replacement within each stratum, each row keeping both models' outcomes, so the
     interval accounts for the pairing (the same sentence is hard for both models). ``skipped`` and ``error`` rows are
-    not attacked: they count in neither rate. `None` when the strata share no row.
+    not attacked: they count in neither rate, and a resample in which one model has no attacked row is left out.
+    `None` when the strata share no row (or no resample has an attacked row on both sides).
     """
     import numpy as np
 
@@ -84,7 +85,12 @@ def success_rate_difference_interval(
         totals += rows[picks].sum(axis=1)
     if not shared_any:
         return None
-    diff = totals[:, 0] / np.maximum(totals[:, 1], 1) - totals[:, 2] / np.maximum(totals[:, 3], 1)
+    # A resample that attacks no row of one model has no rate for it (0/0): it is left out, not read as 0.
+    defined = (totals[:, 1] > 0) & (totals[:, 3] > 0)
+    if not defined.any():
+        return None
+    totals = totals[defined]
+    diff = totals[:, 0] / totals[:, 1] - totals[:, 2] / totals[:, 3]
     alpha = (1 - confidence) / 2
     low, high = np.quantile(diff, [alpha, 1 - alpha])
     return float(low), float(high)

@@ -34,7 +34,7 @@ from ..checkpoints import checkpoint_at_step, load_state, resolve_resume_checkpo
 from ..losses import count_predicted, task_loss
 from ..perturbation import NORMS, STEP_NORMS, delta_norm, find_perturbation, token_mask_like
 from ..validation import check_field, is_int, is_number
-from .site import input_embedding_module, perturbed_embeddings
+from .site import EMBEDDINGS_SITE, check_site, parse_site, perturbed_site
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,12 @@ class AdversarialConfig(TrainingArguments):
     [`~transformers.TrainingArguments`] plus the fields that control the embedding-space perturbation. Every
     advtrain config subclasses it and overrides the defaults with those of its paper.
 
-    Parameters that control the perturbation (``δ``, added to the word-embedding output ``e``):
+    Parameters that control the perturbation (``δ``, added to the word-embedding output ``e``, or to the hidden states
+    of a transformer block with `adv_site`):
+        adv_site (`str`, defaults to `"embeddings"`):
+            Where ``δ`` is added: ``"embeddings"``, the word-embedding output ``e``; or ``"layer:N"``, the hidden
+            states output by transformer block ``N`` (0-based; negative counts from the end: ``"layer:-1"`` is the last
+            block), latent adversarial training. ``N`` is checked against the model's blocks when training starts.
         adv_steps (`int`, defaults to `1`):
             Number of ascent steps of the inner loop (``K``, or ``S`` in the comparison paper).
         adv_step_size (`float`, defaults to `1e-3`):
@@ -93,6 +98,14 @@ class AdversarialConfig(TrainingArguments):
             (whose backward also updates the weights) only ``"joint"`` is possible.
     """
 
+    adv_site: str = field(
+        default=EMBEDDINGS_SITE,
+        metadata={
+            "help": "Where δ is added: 'embeddings' (the word-embedding output e) or 'layer:N' (the hidden states "
+            "output by transformer block N, 0-based; negative counts from the end, e.g. 'layer:-1' for the last block: "
+            "latent adversarial training)."
+        },
+    )
     adv_steps: int = field(
         default=1, metadata={"help": "Number of ascent steps of the inner loop (K, or S in the comparison paper)."}
     )
@@ -177,6 +190,7 @@ class AdversarialConfig(TrainingArguments):
         def check(ok: bool, name: str, expected: str) -> None:
             check_field(self, ok, name, expected)
 
+        parse_site(self.adv_site)  # the block index is checked against the model when training starts
         check(is_int(self.adv_steps) and self.adv_steps >= 1, "adv_steps", "an integer ≥ 1")
         check(is_number(self.adv_step_size) and self.adv_step_size > 0, "adv_step_size", "a number > 0")
         check(is_number(self.adv_epsilon) and self.adv_epsilon >= 0, "adv_epsilon",
@@ -228,10 +242,14 @@ class AdversarialConfig(TrainingArguments):
             self.gradient_checkpointing_kwargs = kwargs
 
 
-def check_model_supports_perturbation(model: nn.Module) -> None:
-    """Refuses a model whose word embeddings cannot be perturbed: they must be reachable through
-    ``get_input_embeddings()`` (``δ`` is added to that module's output by a forward hook)."""
-    input_embedding_module(model)
+def check_model_supports_perturbation(
+    model: nn.Module, site: str = EMBEDDINGS_SITE, *, gradient_checkpointing: bool = False
+) -> None:
+    """Refuses a model that cannot be perturbed at `site` (an `adv_site` value), with a message that says why: its
+    word embeddings must be reachable through ``get_input_embeddings()``, and a ``"layer:N"`` site must name one of
+    its transformer blocks (and, with `gradient_checkpointing`, a block that is its own checkpoint). ``δ`` is added to
+    that module's output by a forward hook (`advtrain.trainers.site`)."""
+    check_site(model, site, gradient_checkpointing)
 
 
 _CAUSAL_LM_CLASSES = frozenset(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
@@ -258,7 +276,8 @@ class CleanPass:
         model_inputs (`dict`): the batch without ``input_ids`` and ``labels`` (attention mask, token type ids...).
         input_ids (`torch.Tensor`): the token ids the word embeddings are looked up from.
         labels (`torch.Tensor`): the labels (``-100`` marks unpredicted masked-LM positions).
-        embeds (`torch.Tensor`): ``e``, the word-embedding output (part of the clean graph).
+        embeds (`torch.Tensor`): the clean output of the perturbation site: ``e``, the word-embedding output, or at
+            ``adv_site="layer:N"`` the hidden states of block ``N`` (part of the clean graph).
         mask (`torch.Tensor`): ``(batch, seq_len, 1)`` float mask of real tokens.
         outputs (`ModelOutput`): the model's clean outputs.
         logits (`torch.Tensor`): ``f(e)`` (part of the clean graph; detach it where it is a target).
@@ -335,8 +354,9 @@ class AdversarialTrainer(Trainer):
     config (`config_class`) with the paper's defaults for the adversarial fields. Evaluation and prediction use the
     plain model and report the clean loss, so ``eval_loss`` is comparable with a plain `Trainer`'s.
 
-    ``δ`` enters through a forward hook on ``model.get_input_embeddings()``: the model always receives its
-    ``input_ids`` (see `advtrain.trainers.site`). The step back-propagates along the config's `backward_path`
+    ``δ`` enters through a forward hook on ``model.get_input_embeddings()``, or on transformer block ``N`` with
+    ``adv_site="layer:N"``: the model always receives its ``input_ids`` (see `advtrain.trainers.site`). The step
+    back-propagates along the config's `backward_path`
     (`BACKWARD_PATHS`); a non-finite adversarial term is left out of the step on every path (``adv/skipped``).
     """
 
@@ -363,10 +383,10 @@ class AdversarialTrainer(Trainer):
                 f"{type(self).__name__} does not take `compute_loss_func`: its loss is the method's objective."
             )
         if model is not None and not isinstance(model, str):  # TRL's SFTTrainer also takes a model id
-            check_model_supports_perturbation(model)
+            check_model_supports_perturbation(model, args.adv_site)
         super().__init__(model, args, *extra, **kwargs)
         if self.model is not None:
-            check_model_supports_perturbation(self.model)
+            check_model_supports_perturbation(self.model, self.args.adv_site)
         self._adv_metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._checked_autocast = False
         # A causal-LM micro-batch's share of its accumulation window's label tokens (see `_token_weighting`).
@@ -509,7 +529,8 @@ class AdversarialTrainer(Trainer):
             )
         labels = inputs["labels"]
         model_inputs = {k: v for k, v in inputs.items() if k not in ("input_ids", "labels")}
-        with perturbed_embeddings(self._module(model), inputs["input_ids"], input_gradient=input_gradient) as call:
+        site = self.args.adv_site
+        with perturbed_site(self._module(model), site, inputs["input_ids"], input_gradient=input_gradient) as call:
             outputs = model(input_ids=inputs["input_ids"], **model_inputs)
         logits = outputs.logits
         task = self._task(logits)
@@ -552,9 +573,10 @@ class AdversarialTrainer(Trainer):
         return "regression" if logits.shape[-1] == 1 else "classification"
 
     def _perturbed_logits(self, model: nn.Module, clean: CleanPass, delta: torch.Tensor | None, live_embeds: bool):
-        """``f(e + δ)`` (``f(e)`` when `delta` is None) from the batch's own ``input_ids``; with `live_embeds` the
-        embedding lookup is part of the graph (the outer term, or the recomputed clean pass)."""
-        with perturbed_embeddings(self._module(model), clean.input_ids, delta, detach=not live_embeds):
+        """``f(e + δ)`` (``f(e)`` when `delta` is None) from the batch's own ``input_ids``, ``δ`` added at `adv_site`;
+        with `live_embeds` the site's output is part of the graph (the outer term, or the recomputed clean pass), else
+        the gradient w.r.t. ``δ`` flows only through what lies above the site."""
+        with perturbed_site(self._module(model), self.args.adv_site, clean.input_ids, delta, detach=not live_embeds):
             return model(input_ids=clean.input_ids, **clean.model_inputs).logits
 
     def _find_perturbation(self, model: nn.Module, clean: CleanPass, first_grad: torch.Tensor | None = None):
@@ -716,9 +738,9 @@ class AdversarialTrainer(Trainer):
         return loss * self._token_weight / self.current_gradient_accumulation_steps
 
     def _clean_input_gradient(self, clean: CleanPass) -> torch.Tensor:
-        """``∇e`` of the summed task loss, recovered from the clean backward of the scaled batch-mean loss (a mean
-        over the examples, or the predicted positions of a masked LM, or the shifted label positions of a causal LM,
-        weighted by `_token_weighting`)."""
+        """``∇e`` (``∇h`` at a ``"layer:N"`` site) of the summed task loss, recovered from the clean backward of the
+        scaled batch-mean loss (a mean over the examples, or the predicted positions of a masked LM, or the shifted
+        label positions of a causal LM, weighted by `_token_weighting`)."""
         terms = count_predicted(clean.labels, clean.task)
         scale = terms * self.current_gradient_accumulation_steps / self._token_weight
         if self.accelerator.scaler is not None:  # fp16: the backward ran on the loss times the scaler's scale
@@ -764,6 +786,9 @@ class AdversarialTrainer(Trainer):
         """What a user can get wrong before the first step, checked before the Trainer starts."""
         self.args.validate_adversarial()
         self.backward_path  # noqa: B018 -- raises for a path DeepSpeed/LOMO cannot run
+        if self.model is not None:  # the site's block index against this model's blocks
+            checkpointing = self.args.gradient_checkpointing or getattr(self.model, "is_gradient_checkpointing", False)
+            check_model_supports_perturbation(self.model, self.args.adv_site, gradient_checkpointing=checkpointing)
         dataset = self.train_dataset
         if dataset is None:
             return

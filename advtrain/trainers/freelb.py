@@ -24,7 +24,7 @@ from ..losses import task_loss
 from ..perturbation import NORMS, delta_norm, token_mask_like
 from ..validation import check_field, is_number
 from .base import AdversarialConfig, AdversarialTrainer
-from .site import input_embedding_module, perturbed_embeddings
+from .site import perturbed_site
 
 
 @dataclass
@@ -51,6 +51,8 @@ class FreeLBConfig(AdversarialConfig):
     ``adv_init_std`` and ``adv_step_norm`` are not used (FreeLB's start is `adv_init_mag`, its step normalisation
     follows `adv_norm`); ``adv_weight`` only switches training off at ``0`` (FreeLB has no separate clean term), and
     ``adv_backward`` can only be ``"joint"`` (FreeLB runs its own step: ``K`` backwards, each of a whole forward).
+    ``adv_site`` works as for every method (``"layer:N"``: ``δ`` on block ``N``'s hidden states, ``δ₀`` drawn in
+    their shape during the first forward).
     """
 
     adv_steps: int = field(default=3, metadata={"help": "K: number of ascent steps, each a forward and a backward."})
@@ -177,31 +179,36 @@ class FreeLBTrainer(AdversarialTrainer):
         steps = args.adv_steps
         input_ids, labels = inputs["input_ids"], inputs["labels"]
         model_inputs = {k: v for k, v in inputs.items() if k not in ("input_ids", "labels")}
-        with torch.no_grad():  # only the shape, dtype and device of e
-            probe = input_embedding_module(module)(input_ids)
-        mask = token_mask_like(probe, inputs.get("attention_mask"))
-        delta = engine.uniform_delta(probe, mask, args.adv_init_mag, args.adv_norm)
         step_norm = "l2" if args.adv_norm == "l2" else "linf_example"
         distributed = self.accelerator.num_processes > 1
 
-        def forward(point: torch.Tensor):
+        def start(site_output: torch.Tensor) -> torch.Tensor:
+            # δ₀, drawn inside the first forward: only there is the shape of the site's output (e, or block N's) known.
+            mask = token_mask_like(site_output, inputs.get("attention_mask"))
+            return engine.uniform_delta(site_output, mask, args.adv_init_mag, args.adv_norm).requires_grad_(True)
+
+        def forward(point):
             with self.compute_loss_context_manager():
-                with perturbed_embeddings(module, input_ids, point):
+                with perturbed_site(module, args.adv_site, input_ids, point) as call:
                     outputs = model(input_ids=input_ids, **model_inputs)
                 task = self._task(outputs.logits)
                 if task == "classification":
                     self._check_class_labels(labels, outputs.logits.shape[-1])
-                return outputs, self.ascent_loss(outputs.logits, labels, task)
+                return outputs, self.ascent_loss(outputs.logits, labels, task), call
 
         total = torch.zeros((), device=input_ids.device)
         kept, first_outputs, skipped = [], None, False
+        delta, mask = start, None
         for step in range(steps):
             last = step == steps - 1
-            delta = delta.detach().requires_grad_(True)
+            if step > 0:
+                delta = delta.detach().requires_grad_(True)
             # Under several processes the first K − 1 backwards accumulate locally; the last one all-reduces the sum.
             local = self._accumulate_locally(model) if backward and not last else contextlib.nullcontext()
             with local:
-                outputs, loss = forward(delta)
+                outputs, loss, call = forward(delta)
+                if step == 0:
+                    delta, mask = call.delta, token_mask_like(call.output, inputs.get("attention_mask"))
                 finite = bool(torch.isfinite(loss.detach()))
                 if finite and backward:
                     total = total + self._backward(loss / steps)
@@ -212,7 +219,7 @@ class FreeLBTrainer(AdversarialTrainer):
                 skipped = True
                 if backward and distributed:
                     if not last:  # that forward ran under no_sync: one synchronising forward for the all-reduce
-                        _, loss = forward(delta.detach())
+                        _, loss, _ = forward(delta.detach())
                     self._backward(loss / steps, discard=True)  # adds nothing to the weights' gradients
                 break
             if not backward:

@@ -54,6 +54,7 @@ class R3FConfig(AdversarialConfig):
 
     R3F takes no ascent step: ``adv_steps`` must be ``1``, and ``adv_step_size``, ``adv_epsilon`` (the noise is not
     projected; fairseq's ``--eps`` is ``adv_init_std`` here), ``adv_keep_init`` and ``adv_step_norm`` are not used.
+    ``adv_site="layer:N"`` puts ``z`` on the hidden states of block ``N`` instead of the word embeddings.
     """
 
     r3f_noise: str = field(
