@@ -242,3 +242,33 @@ def run_checked(cmd: list[str], cwd, timeout: int = 300) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-4000:]
+
+
+# ------------------------------------------------------------------------------------- one environment for some tests
+# CI runs the suite on transformers 5 (the core) and again on 4.x (the `attacks` extra). Tests marked `one_env` are
+# slow and do not depend on the transformers major (the example pipelines and notebooks, WordNet, a long real-encoder
+# run): they run in the core environment and are deselected, with a count in the summary, on transformers 4.
+def _transformers_major() -> int:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
+
+
+def pytest_collection_modifyitems(config, items):
+    if _transformers_major() >= 5:
+        return
+    kept = [item for item in items if item.get_closest_marker("one_env") is None]
+    dropped = [item for item in items if item.get_closest_marker("one_env") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+        config._advtrain_one_env = len(dropped)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    count = getattr(config, "_advtrain_one_env", 0)
+    if count:
+        terminalreporter.write_line(
+            f"{count} tests marked one_env deselected: they do not depend on the transformers major and run in the "
+            "transformers 5 environment."
+        )

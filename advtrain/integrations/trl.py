@@ -22,6 +22,7 @@ TAT has no SFT trainer: it is refused for causal LMs, the only models `SFTTraine
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,13 @@ if Version(trl.__version__) < Version(MIN_TRL_VERSION):
     raise ImportError(
         f"advtrain.integrations.trl needs trl>={MIN_TRL_VERSION} (the SFTTrainer it was tested with), but trl "
         f"{trl.__version__} is installed: pip install -U 'advtrain[trl]'."
+    )
+
+if Version(trl.__version__) == Version("1.15.0"):
+    warnings.warn(
+        "trl 1.15.0's SFTTrainer.compute_loss needs Triton, so its evaluation (and advtrain's plain-loss steps, which "
+        "call it) fail without a GPU; advtrain's extra excludes it: pip install -U 'advtrain[trl]'.",
+        stacklevel=2,
     )
 
 if TYPE_CHECKING:
