@@ -247,7 +247,7 @@ def run_checked(cmd: list[str], cwd, timeout: int = 300) -> None:
 # ------------------------------------------------------------------------------------- one environment for some tests
 # CI runs the suite on transformers 5 (the core) and again on 4.x (the `attacks` extra). Tests marked `one_env` are
 # slow and do not depend on the transformers major (the example pipelines and notebooks, WordNet, a long real-encoder
-# run): they run in the core environment and are deselected, with a count in the summary, on transformers 4.
+# run): they run in the core environment and are deselected on transformers 4 (the report header says so, without -q).
 def _transformers_major() -> int:
     import transformers
 
@@ -262,13 +262,11 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
-        config._advtrain_one_env = len(dropped)
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    count = getattr(config, "_advtrain_one_env", 0)
-    if count:
-        terminalreporter.write_line(
-            f"{count} tests marked one_env deselected: they do not depend on the transformers major and run in the "
-            "transformers 5 environment."
-        )
+def pytest_report_header(config):
+    # (printed by the controlling process, also under pytest-xdist, whose workers do the collecting)
+    if _transformers_major() < 5:
+        return ("transformers 4: tests marked one_env are deselected (they do not depend on the transformers major and "
+                "run in the transformers 5 environment)")
+    return None
