@@ -182,8 +182,12 @@ class FreeLBTrainer(AdversarialTrainer):
         step_norm = "l2" if args.adv_norm == "l2" else "linf_example"
         distributed = self.accelerator.num_processes > 1
 
+        mask = None
+
         def start(site_output: torch.Tensor) -> torch.Tensor:
-            # δ₀, drawn inside the first forward: only there is the shape of the site's output (e, or block N's) known.
+            # δ₀, drawn inside the first forward: only there is the shape of the site's output (e, or block N's) known;
+            # the padding mask made here serves every later step.
+            nonlocal mask
             mask = token_mask_like(site_output, inputs.get("attention_mask"))
             return engine.uniform_delta(site_output, mask, args.adv_init_mag, args.adv_norm).requires_grad_(True)
 
@@ -198,7 +202,7 @@ class FreeLBTrainer(AdversarialTrainer):
 
         total = torch.zeros((), device=input_ids.device)
         kept, first_outputs, skipped = [], None, False
-        delta, mask = start, None
+        delta = start
         for step in range(steps):
             last = step == steps - 1
             if step > 0:
@@ -208,7 +212,7 @@ class FreeLBTrainer(AdversarialTrainer):
             with local:
                 outputs, loss, call = forward(delta)
                 if step == 0:
-                    delta, mask = call.delta, token_mask_like(call.output, inputs.get("attention_mask"))
+                    delta = call.delta
                 finite = bool(torch.isfinite(loss.detach()))
                 if finite and backward:
                     total = total + self._backward(loss / steps)
