@@ -144,6 +144,7 @@ def find_perturbation(
     generator: torch.Generator | None = None,
     first_grad: torch.Tensor | None = None,
     keep_init: bool = True,
+    stop_early: bool = True,
 ) -> Perturbation:
     """Runs the inner loop ``δ ← Π(δ ± η · normalize(∇δ objective(δ)))`` for `steps` steps.
 
@@ -172,8 +173,12 @@ def find_perturbation(
             with ``σ = 0``); saves one forward and one input backward.
         keep_init (`bool`): whether the initial noise stays part of ``δ`` (the papers' text) or is dropped after
             the first gradient is taken at it (the MT-DNN code the ALUM and TAT numbers came from).
+        stop_early (`bool`): whether a non-finite objective or gradient ends the loop at once. With ``False`` the
+            result is still marked skipped, but every remaining forward and backward runs (from ``δ = 0``): a model
+            sharded with FSDP2 gathers its parameters in every pass, so every process must run the same passes.
     """
     delta = init_delta(embeds, mask, init_std, generator)
+    skipped = False
     sign = -1.0 if descend else 1.0
     for step in range(steps):
         if step == 0 and first_grad is not None:
@@ -182,11 +187,17 @@ def find_perturbation(
             delta.requires_grad_(True)
             value = objective(delta)
             if not torch.isfinite(value.detach()).all():
-                return Perturbation(torch.zeros_like(delta), skipped=True)
+                if stop_early:
+                    return Perturbation(torch.zeros_like(delta).detach(), skipped=True)
+                skipped = True
             (grad,) = torch.autograd.grad(value, delta)
-        if not torch.isfinite(grad).all():
-            return Perturbation(torch.zeros_like(delta).detach(), skipped=True)
+        if skipped or not torch.isfinite(grad).all():
+            if stop_early:
+                return Perturbation(torch.zeros_like(delta).detach(), skipped=True)
+            skipped = True
+            delta = torch.zeros_like(delta).detach()
+            continue
         direction = normalize_direction(grad, mask, step_norm)
         start = delta.detach() if keep_init or step > 0 else torch.zeros_like(delta, dtype=torch.float32)
         delta = project(start + sign * step_size * direction, mask, norm, epsilon)
-    return Perturbation(delta.detach(), skipped=False)
+    return Perturbation(torch.zeros_like(delta).detach() if skipped else delta.detach(), skipped=skipped)

@@ -82,6 +82,9 @@ CANDIDATES: dict[str, tuple[str, dict]] = {
     # bound, and a slightly larger step and bound.
     "freelb_k3_s03": ("freelb", {"adv_steps": 3, "adv_step_size": 0.3}),
     "freelb_k2_s035_e07": ("freelb", {"adv_steps": 2, "adv_step_size": 0.35, "adv_epsilon": 0.7}),
+    # Fourth screen: the recipe with δ kept at 0 on [CLS] and [SEP], which word swaps never change, so the whole
+    # budget lands on the words.
+    "freelb_k2_s03_nosp": ("freelb", {"adv_steps": 2, "adv_step_size": 0.3, "adv_skip_special_tokens": True}),
 }
 
 

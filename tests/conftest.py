@@ -220,6 +220,33 @@ def two_process_launcher(name: str) -> list[str]:
     raise ValueError(f"unknown launcher {name!r}")
 
 
+def allow_fsdp_on_cpu() -> None:
+    """Lets accelerate run its FSDP plugin on CPU processes (gloo), for the two-process FSDP2 tests.
+
+    `AcceleratorState` switches to `DistributedType.FSDP` only on accelerator devices (CUDA, XPU, NPU...); on CPU it
+    keeps `MULTI_CPU` and ignores the plugin. This sets, after accelerate's own initialisation, the two attributes it
+    sets on a GPU (and, as accelerate does, the type in `PartialState`), so everything after it (`fsdp2_prepare_model`'s `fully_shard`, `no_sync` as
+    `set_requires_gradient_sync`, the sharded optimizer step and clipping) is accelerate's and torch's own FSDP2 code.
+    """
+    import accelerate.state
+    from accelerate.utils import DistributedType
+
+    original = accelerate.state.AcceleratorState.__init__
+    if getattr(original, "_advtrain_fsdp_on_cpu", False):
+        return
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        plugin = kwargs.get("fsdp_plugin")
+        if plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            self.distributed_type = DistributedType.FSDP
+            self.fsdp_plugin = plugin
+            accelerate.state.PartialState._shared_state["distributed_type"] = self.distributed_type  # as accelerate does
+
+    init._advtrain_fsdp_on_cpu = True
+    accelerate.state.AcceleratorState.__init__ = init
+
+
 def exit_distributed_script() -> None:
     """Ends a test script started by `two_process_launcher`: waits for every rank, flushes output and leaves with
     `os._exit(0)`.

@@ -29,10 +29,21 @@ def test_labels_out_of_range(trainer, tokenizer, labels):
         trainer.compute_loss(trainer.model, batch)
 
 
-@pytest.mark.parametrize("fsdp", [True, "full_shard"])
-def test_fsdp_refused(tmp_path, fsdp):
-    with pytest.raises(ValueError, match="`fsdp` must be off with an advtrain config.*Use DDP"):
-        PGDATConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, fsdp=fsdp)
+def _fsdp_fields(version: int, monkeypatch) -> dict:
+    """Config fields (and, on transformers 4.x, the environment accelerate reads) that ask for FSDP `version`."""
+    import transformers
+
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        return {"fsdp": True, "fsdp_config": {"version": version}}
+    monkeypatch.setenv("FSDP_VERSION", str(version))
+    return {"fsdp": "full_shard auto_wrap"}
+
+
+def test_fsdp1_refused_fsdp2_accepted(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="supports FSDP2 only, but this config asks for FSDP1.*Or use DDP"):
+        PGDATConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, **_fsdp_fields(1, monkeypatch))
+    config = PGDATConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, **_fsdp_fields(2, monkeypatch))
+    assert config.fsdp
 
 
 def test_multi_label_refused(tmp_path, tokenizer):

@@ -47,6 +47,32 @@ def test_two_processes_match_one(tmp_path, method, launcher):
         assert torch.equal(ranks[0]["tally"], single_tally["tally"])
 
 
+@pytest.mark.slow
+def test_fsdp2_matches_one_process(tmp_path):
+    """Every method (and the latent site, a causal LM, a NaN term on one rank) under FSDP2 on two processes ends with
+    the weights of one unsharded process with the same global batch (`scripts/fsdp_train.py`): the inner passes run
+    through the sharded model's own forward, the skipped term's backward reaches no weight, and no process waits."""
+    script = Path(__file__).parent / "scripts" / "fsdp_train.py"
+    run_checked([sys.executable, str(script), str(tmp_path), "4"], tmp_path, timeout=300)
+    run_checked(two_process_launcher("torchrun") + [str(script), str(tmp_path), "2"], tmp_path, timeout=400)
+    single = torch.load(tmp_path / "fsdp_ws1.pt")
+    sharded = torch.load(tmp_path / "fsdp_ws2.pt")
+    assert sharded["world_size"] == 2 and set(sharded["cells"]) == set(single["cells"])
+    for cell, result in sharded["cells"].items():
+        reference = single["cells"][cell]
+        assert result["fsdp2"] and result["model_class"].startswith("FSDP"), (cell, result["model_class"])
+        moved = max(float((reference["state"][k] - reference["initial"][k]).abs().max()) for k in reference["state"])
+        assert moved > 1e-4, f"{cell}: the weights did not move"
+        for name, value in reference["state"].items():
+            assert torch.isfinite(result["state"][name]).all(), (cell, name)
+            torch.testing.assert_close(result["state"][name], value, atol=2e-5, rtol=1e-4, msg=f"{cell}: {name}")
+        adversarial = [log for log in result["logs"] if "adv/loss" in log]
+        if cell.startswith("nan"):  # rank 0's NaN term is skipped on both ranks, as one process skips it
+            assert not adversarial and all(log["adv/skipped"] > 0 for log in result["logs"] if "adv/skipped" in log)
+        else:
+            assert len(adversarial) == 3, cell
+
+
 @pytest.mark.parametrize("path", ["split", "joint", "recompute"])
 @pytest.mark.slow
 def test_a_nan_term_on_one_process_leaves_both_finite_and_equal(tmp_path, path):

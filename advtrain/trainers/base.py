@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import transformers
 from accelerate.utils import DistributedType
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -89,6 +90,10 @@ class AdversarialConfig(TrainingArguments):
             Weight of the adversarial term in the loss (``α``); ``0`` trains plainly.
         adv_start_step (`int`, defaults to `0`):
             Optimizer steps trained with the plain objective before the adversarial term is switched on.
+        adv_skip_special_tokens (`bool`, defaults to `False`):
+            Leave the tokenizer's special tokens (``[CLS]``, ``[SEP]``, ``<s>``, …) unperturbed: ``δ`` is 0 there, as
+            on padding. Word-substitution attacks never change them. The papers' code perturbs them (``False``).
+            Needs the tokenizer as the trainer's `processing_class`.
 
     Parameters that control the backward:
         adv_backward (`str`, *optional*):
@@ -145,6 +150,14 @@ class AdversarialConfig(TrainingArguments):
     adv_start_step: int = field(
         default=0,
         metadata={"help": "Optimizer steps trained with the plain loss before the adversarial term is switched on."},
+    )
+    adv_skip_special_tokens: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep δ at 0 on the tokenizer's special tokens ([CLS], [SEP], <s>, ...), as on padding (word "
+            "substitutions never change them); False perturbs them, as the papers' code does. Needs the tokenizer "
+            "as processing_class."
+        },
     )
 
     adv_backward: str | None = field(
@@ -225,11 +238,12 @@ class AdversarialConfig(TrainingArguments):
                 f"`label_smoothing_factor` must be 0 with an advtrain config, got {self.label_smoothing_factor}: "
                 "the adversarial objective uses plain cross-entropy."
             )
-        if self.fsdp:
+        if self.fsdp and requested_fsdp_version(self) != 2:
             raise ValueError(
-                f"`fsdp` must be off with an advtrain config, got {self.fsdp!r}: the inner loop runs forward passes "
-                "through the unwrapped model, whose parameters FSDP shards. Use DDP (`accelerate launch --multi_gpu`, "
-                "`torchrun`) instead."
+                f"advtrain supports FSDP2 only, but this config asks for FSDP{requested_fsdp_version(self)}: FSDP1's "
+                "flat parameters are not the modules' own, so the inner loop cannot run through them. Use FSDP2: "
+                "`fsdp_config={'version': 2}` on transformers 5; on 4.x `accelerate launch --fsdp_version 2` (or "
+                "FSDP_VERSION=2 in the environment). Or use DDP (`accelerate launch --multi_gpu`, `torchrun`)."
             )
         if self.gradient_checkpointing:
             kwargs = dict(self.gradient_checkpointing_kwargs or {})
@@ -240,6 +254,16 @@ class AdversarialConfig(TrainingArguments):
                 )
             kwargs["use_reentrant"] = False
             self.gradient_checkpointing_kwargs = kwargs
+
+
+def requested_fsdp_version(args: TrainingArguments) -> int | None:
+    """The FSDP version `args` will run (None without FSDP), read where the installed transformers reads it:
+    ``fsdp_config["version"]`` (default 2) on transformers 5, accelerate's ``FSDP_VERSION`` (default 1) on 4.x."""
+    if not args.fsdp:
+        return None
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        return int((args.fsdp_config or {}).get("version", 2))
+    return int(os.environ.get("FSDP_VERSION", "1"))
 
 
 def check_model_supports_perturbation(
@@ -335,11 +359,25 @@ class _AdversarialStateCallback(TrainerCallback):
 
 
 @contextlib.contextmanager
-def _discarded_parameter_gradients(model: nn.Module):
-    """Within the block, a backward leaves every parameter's ``.grad`` as it was: the gradient flowing into each
-    parameter is replaced by zeros before it is accumulated (and before DDP's hooks read it, so an all-reduce still
-    runs with the gradients accumulated so far)."""
-    handles = [p.register_hook(torch.zeros_like) for p in model.parameters() if p.requires_grad]
+def _discarded_parameter_gradients(loss: torch.Tensor):
+    """Within the block, a backward of `loss` leaves every parameter's ``.grad`` as it was: the gradient flowing into
+    each leaf of its graph is replaced by zeros before it is accumulated (and before DDP's or FSDP2's hooks read it, so
+    an all-reduce or reduce-scatter still runs, with the gradients accumulated so far).
+
+    The zeros go in as pre-hooks of the graph's gradient accumulators rather than as hooks on `model.parameters()`:
+    under FSDP2 the tensors the forward used (and that receive the gradient) are the unsharded parameters, not the
+    sharded ones the module lists."""
+    accumulators, seen, stack = [], set(), [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if hasattr(node, "variable"):  # an AccumulateGrad: the gradient's way into a leaf's .grad
+            accumulators.append(node)
+        stack.extend(child for child, _ in node.next_functions)
+    handles = [node.register_prehook(lambda grads: tuple(torch.zeros_like(g) if g is not None else g for g in grads))
+               for node in accumulators]
     try:
         yield
     finally:
@@ -456,7 +494,7 @@ class AdversarialTrainer(Trainer):
             kwargs["learning_rate"] = self._get_learning_rate()
         if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
             kwargs["scale_wrt_gas"] = False
-        with _discarded_parameter_gradients(self._module(self.model_wrapped)) if discard else contextlib.nullcontext():
+        with _discarded_parameter_gradients(loss) if discard else contextlib.nullcontext():
             self.accelerator.backward(loss, **kwargs)
         return loss.detach()
 
@@ -511,6 +549,20 @@ class AdversarialTrainer(Trainer):
             and self.state.global_step >= self.args.adv_start_step
         )
 
+    def _sharded(self) -> bool:
+        """Whether the model is sharded with FSDP2 over several processes: every forward and backward then gathers
+        parameters, so all processes must run the same passes (`_on_any_process`)."""
+        return bool(getattr(self.accelerator, "is_fsdp2", False)) and self.accelerator.num_processes > 1
+
+    def _on_any_process(self, flag: bool) -> bool:
+        """`flag` under DDP or one process; under FSDP2, whether it holds on any process. A term skipped on one
+        process is then skipped on all of them, so every process runs the same backward (under DDP the passes that
+        differ run outside the wrapper, and a skipped term stays a per-process decision)."""
+        if not self._sharded():
+            return flag
+        value = torch.tensor(float(flag), device=self.args.device)
+        return bool(self.accelerator.reduce(value, reduction="sum") > 0)
+
     def _module(self, model: nn.Module) -> nn.Module:
         """The model without its distributed wrapper: inner-loop passes through it never touch gradient sync."""
         return self.accelerator.unwrap_model(model)
@@ -541,7 +593,7 @@ class AdversarialTrainer(Trainer):
             input_ids=inputs["input_ids"],
             labels=labels,
             embeds=call.output,
-            mask=token_mask_like(call.output, inputs.get("attention_mask")),
+            mask=self._perturbation_mask(call.output, inputs),
             outputs=outputs,
             logits=logits,
             loss=task_loss(logits, labels, task),
@@ -549,6 +601,27 @@ class AdversarialTrainer(Trainer):
         )
         self.prepare_clean_pass(clean)
         return clean
+
+    def _perturbation_mask(self, site_output: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
+        """Where ``δ`` may be non-zero, ``(batch, seq_len, 1)`` float32: the real tokens, less the special tokens with
+        `adv_skip_special_tokens`."""
+        mask = token_mask_like(site_output, inputs.get("attention_mask"))
+        if not self.args.adv_skip_special_tokens:
+            return mask
+        special = torch.as_tensor(self._special_token_ids(), device=site_output.device)
+        keep = ~torch.isin(inputs["input_ids"].to(site_output.device), special)
+        return mask * keep.unsqueeze(-1).to(mask.dtype)
+
+    def _special_token_ids(self) -> list[int]:
+        tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)  # a processor holds one
+        ids = getattr(tokenizer, "all_special_ids", None)
+        if not ids:
+            raise ValueError(
+                f"`adv_skip_special_tokens=True` reads the special tokens' ids off the tokenizer, but "
+                f"{type(self).__name__} got processing_class={type(self.processing_class).__name__}. Pass the "
+                "tokenizer: `Trainer(..., processing_class=tokenizer)`, or set adv_skip_special_tokens=False."
+            )
+        return sorted(set(ids))
 
     @staticmethod
     def _check_class_labels(labels: torch.Tensor, num_labels: int) -> None:
@@ -595,6 +668,7 @@ class AdversarialTrainer(Trainer):
             descend=self.descend,
             first_grad=first_grad,
             keep_init=args.adv_keep_init,
+            stop_early=not self._sharded(),
         )
 
     def _adversarial_term(self, model: nn.Module, clean: CleanPass, first_grad: torch.Tensor | None = None):
@@ -605,7 +679,7 @@ class AdversarialTrainer(Trainer):
         self._check_autocast(perturbation.delta)
         adv_logits = self._perturbed_logits(model, clean, perturbation.delta, live_embeds=True)
         term = self.adversarial_loss(adv_logits, clean)
-        skipped = perturbation.skipped or not bool(torch.isfinite(term.detach()))
+        skipped = self._on_any_process(perturbation.skipped or not bool(torch.isfinite(term.detach())))
         self._record("clean/loss", clean.loss)
         self._record("adv/delta_norm", delta_norm(perturbation.delta, self.args.adv_norm).mean())
         self._record("adv/skipped", torch.tensor(float(skipped)))
@@ -786,9 +860,16 @@ class AdversarialTrainer(Trainer):
         """What a user can get wrong before the first step, checked before the Trainer starts."""
         self.args.validate_adversarial()
         self.backward_path  # noqa: B018 -- raises for a path DeepSpeed/LOMO cannot run
+        if self.accelerator.distributed_type == DistributedType.FSDP and not getattr(self.accelerator, "is_fsdp2", False):
+            raise ValueError(
+                f"{type(self).__name__} runs under FSDP2 only, but accelerate set up FSDP1 (e.g. from an accelerate "
+                "config file with fsdp_version: 1). Set fsdp_version: 2 (`accelerate launch --fsdp_version 2`), or use DDP."
+            )
         if self.model is not None:  # the site's block index against this model's blocks
             checkpointing = self.args.gradient_checkpointing or getattr(self.model, "is_gradient_checkpointing", False)
             check_model_supports_perturbation(self.model, self.args.adv_site, gradient_checkpointing=checkpointing)
+        if self.args.adv_skip_special_tokens:
+            self._special_token_ids()  # refuses a trainer without a tokenizer now, not at the first step
         dataset = self.train_dataset
         if dataset is None:
             return

@@ -21,7 +21,7 @@ from torch import nn
 
 from .. import perturbation as engine
 from ..losses import task_loss
-from ..perturbation import NORMS, delta_norm, token_mask_like
+from ..perturbation import NORMS, delta_norm
 from ..validation import check_field, is_number
 from .base import AdversarialConfig, AdversarialTrainer
 from .site import perturbed_site
@@ -186,9 +186,9 @@ class FreeLBTrainer(AdversarialTrainer):
 
         def start(site_output: torch.Tensor) -> torch.Tensor:
             # δ₀, drawn inside the first forward: only there is the shape of the site's output (e, or block N's) known;
-            # the padding mask made here serves every later step.
+            # the mask made here (padding, and special tokens with adv_skip_special_tokens) serves every later step.
             nonlocal mask
-            mask = token_mask_like(site_output, inputs.get("attention_mask"))
+            mask = self._perturbation_mask(site_output, inputs)
             return engine.uniform_delta(site_output, mask, args.adv_init_mag, args.adv_norm).requires_grad_(True)
 
         def forward(point):
@@ -213,7 +213,7 @@ class FreeLBTrainer(AdversarialTrainer):
                 outputs, loss, call = forward(delta)
                 if step == 0:
                     delta = call.delta
-                finite = bool(torch.isfinite(loss.detach()))
+                finite = not self._on_any_process(not bool(torch.isfinite(loss.detach())))
                 if finite and backward:
                     total = total + self._backward(loss / steps)
             if step == 0:
@@ -231,7 +231,7 @@ class FreeLBTrainer(AdversarialTrainer):
             if last:
                 break
             grad = delta.grad if backward else torch.autograd.grad(loss, delta, retain_graph=True)[0]
-            if grad is None or not bool(torch.isfinite(grad).all()):
+            if self._on_any_process(grad is None or not bool(torch.isfinite(grad).all())):
                 skipped = True  # e.g. an fp16 overflow: the ascent stops, the gradients so far stay
                 break
             direction = engine.normalize_direction(grad, mask, step_norm)
