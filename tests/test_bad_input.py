@@ -1,5 +1,7 @@
 """Bad input gets a clear error that names what to change, never a deep traceback."""
 
+import os
+
 import pytest
 import torch
 
@@ -40,6 +42,9 @@ def _fsdp_fields(version: int, monkeypatch) -> dict:
 
 
 def test_fsdp1_refused_fsdp2_accepted(tmp_path, monkeypatch):
+    # transformers 4.x writes ACCELERATE_USE_FSDP and FSDP_* into os.environ when the config is built: on a copy here,
+    # or every later Trainer of this worker would set up FSDP.
+    monkeypatch.setattr(os, "environ", dict(os.environ))
     with pytest.raises(ValueError, match="supports FSDP2 only, but this config asks for FSDP1.*Or use DDP"):
         PGDATConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, **_fsdp_fields(1, monkeypatch))
     config = PGDATConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, **_fsdp_fields(2, monkeypatch))
