@@ -33,9 +33,13 @@ import torch
 from transformers import HfArgumentParser
 
 from advtrain.compat import warmup_fraction
-from advtrain.evaluation import RobustnessReport
-from advtrain.evaluation.compare import compare_attacks, success_rate_difference_interval
-from advtrain.evaluation.stats import wilson_interval
+from advtrain.evaluation import (
+    AttackSummary,
+    RobustnessReport,
+    mean_interval,
+    pooled_attack_comparison,
+    wilson_interval,
+)
 from advtrain.pipeline import TrainScriptArguments, evaluate_model, train_classifier
 from advtrain.resources import packaged_encoder_path
 from advtrain.trainers.registry import method_classes
@@ -110,6 +114,8 @@ class RecipeArguments:
     keep_models: bool = field(default=False, metadata={"help": "Keep each trained model in work_dir."})
     summarize: bool = field(default=False, metadata={"help": "Only write recipe.{json,md} from the finished runs."})
     bootstrap: int = field(default=10_000, metadata={"help": "Resamples of the paired bootstrap."})
+    note: str = field(default="", metadata={"help": "Text added to the summary's description (e.g. how the runs "
+                                                    "shared the machine)."})
 
 
 def _split(text: str) -> list[str]:
@@ -187,24 +193,13 @@ def run(args: RecipeArguments, name: str, seed: int) -> dict:
 # ------------------------------------------------------------------------------------------------------ summary
 
 
-def _outcomes(result: dict) -> dict[int, str]:
-    summary = result["report"]["attacks"][0]
-    return dict(zip(summary["example_indices"], summary["example_statuses"]))
+def _summary(result: dict) -> AttackSummary:
+    return RobustnessReport.from_dict(result["report"]).attacks[0]
 
 
-def _asr_counts(outcomes: dict[int, str]) -> tuple[int, int]:
-    attacked = [s for s in outcomes.values() if s not in ("skipped", "error")]
+def _asr_counts(summary: AttackSummary) -> tuple[int, int]:
+    attacked = [s for s in summary.example_statuses if s not in ("skipped", "error")]
     return sum(s == "successful" for s in attacked), len(attacked)
-
-
-def _mean_interval(values: list[float]) -> tuple[float, float | None]:
-    """Mean and the half-width of its 95% t interval over seeds (None for one seed)."""
-    from statistics import mean, stdev
-
-    t95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571}
-    if len(values) < 2:
-        return mean(values), None
-    return mean(values), t95.get(len(values), 2.0) * stdev(values) / len(values) ** 0.5
 
 
 def summarize(args: RecipeArguments) -> dict:
@@ -222,11 +217,10 @@ def summarize(args: RecipeArguments) -> dict:
         row = {"candidate": name, "method": by_seed[seeds[0]]["method"], "fields": by_seed[seeds[0]]["fields"],
                "seeds": seeds}
         clean = [100 * by_seed[s]["report"]["clean_accuracy"] for s in seeds]
-        row["clean_accuracy"], row["clean_accuracy_halfwidth"] = _mean_interval(clean)
-        successes = attacked = 0
-        for s in seeds:
-            k, n = _asr_counts(_outcomes(by_seed[s]))
-            successes, attacked = successes + k, attacked + n
+        row["clean_accuracy"], row["clean_accuracy_halfwidth"] = mean_interval(clean)
+        summaries = [_summary(by_seed[s]) for s in seeds]
+        successes = sum(k for k, _ in map(_asr_counts, summaries))
+        attacked = sum(n for _, n in map(_asr_counts, summaries))
         row["asr"] = 100 * successes / attacked if attacked else None
         row["asr_interval"] = [100 * x for x in wilson_interval(successes, attacked)] if attacked else None
         row["asr_per_seed"] = [100 * by_seed[s]["report"]["attacks"][0]["attack_success_rate"] for s in seeds]
@@ -236,26 +230,15 @@ def summarize(args: RecipeArguments) -> dict:
         paired = [s for s in seeds if s in plain]
         if paired and name != "plain":
             row["paired_seeds"] = paired
-            row["clean_difference"] = _mean_interval(
+            row["clean_difference"] = mean_interval(
                 [100 * (by_seed[s]["report"]["clean_accuracy"] - plain[s]["report"]["clean_accuracy"]) for s in paired])
-            pairs = [(_outcomes(plain[s]), _outcomes(by_seed[s])) for s in paired]
-            p_k = sum(_asr_counts(a)[0] for a, _ in pairs)
-            p_n = sum(_asr_counts(a)[1] for a, _ in pairs)
-            c_k = sum(_asr_counts(b)[0] for _, b in pairs)
-            c_n = sum(_asr_counts(b)[1] for _, b in pairs)
-            row["asr_drop"] = 100 * (p_k / p_n - c_k / c_n)
-            low, high = success_rate_difference_interval(pairs, num_resamples=args.bootstrap)
-            row["asr_drop_interval"] = [100 * low, 100 * high]
+            pooled = pooled_attack_comparison([_summary(plain[s]) for s in paired],
+                                              [_summary(by_seed[s]) for s in paired], bootstrap=args.bootstrap)
+            row["asr_drop"] = 100 * pooled["asr_drop"]
+            row["asr_drop_interval"] = [100 * x for x in pooled["asr_drop_interval"]]
             # Exact McNemar on accuracy under attack, all seeds' sentences pooled (each sentence paired once).
-            b = c = 0
-            for s in paired:
-                comparison = compare_attacks(
-                    RobustnessReport.from_dict(plain[s]["report"]).attacks[0],
-                    RobustnessReport.from_dict(by_seed[s]["report"]).attacks[0])
-                b, c = b + comparison.only_a_correct, c + comparison.only_b_correct
-            from advtrain.evaluation.stats import mcnemar_exact_p
-
-            row["mcnemar"] = {"only_plain_robust": b, "only_candidate_robust": c, "p_value": mcnemar_exact_p(b, c)}
+            row["mcnemar"] = {"only_plain_robust": pooled["only_baseline_robust"],
+                              "only_candidate_robust": pooled["only_candidate_robust"], "p_value": pooled["mcnemar_p"]}
             plain_seconds = [plain[s]["train_seconds"] + plain[s]["augment_seconds"] for s in paired]
             cand_seconds = [by_seed[s]["train_seconds"] + by_seed[s]["augment_seconds"] for s in paired]
             row["time_ratio"] = sum(cand_seconds) / sum(plain_seconds)
@@ -265,7 +248,7 @@ def summarize(args: RecipeArguments) -> dict:
         rows.append(row)
     rows.sort(key=lambda r: (r["candidate"] != "plain", -(r.get("asr_drop") or 0)))
     summary = {"arguments": asdict(args), "machine": f"{platform.machine()}, torch {torch.__version__}, "
-               f"{torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs", "rows": rows}
+               f"{os.cpu_count()} CPUs", "rows": rows}
     with open(os.path.join(args.output_dir, "recipe.json"), "w") as f:
         json.dump(summary, f, indent=1, default=str)
     with open(os.path.join(args.output_dir, "recipe.md"), "w") as f:
@@ -286,7 +269,8 @@ def markdown(summary: dict) -> str:
         f"{a['batch_size']}, learning rate {a['learning_rate']}, max length {a['max_length']}; {a['attack']} "
         f"(counter-fitted GloVe 50-d neighbours, MiniLM sentence encoder, no POS constraint) on {a['attack_examples']} "
         f"MR test sentences per seed (a seeded sample, the same for every candidate of a seed), query budget "
-        f"{a['query_budget']}; clean accuracy on all 1,066 MR test sentences. {summary['machine']}.",
+        f"{a['query_budget']}; clean accuracy on all 1,066 MR test sentences. {summary['machine']}."
+        + (f" {a['note']}" if a.get("note") else ""),
         "",
         "ASR pooled over seeds with its 95% Wilson interval; *ASR drop* = plain − candidate on the same sentences, with a "
         "95% paired bootstrap interval (sentences resampled within each seed); McNemar = exact test of accuracy under "

@@ -276,3 +276,40 @@ def test_success_rate_difference_interval_pools_strata_and_keeps_pairs():
     low, high = success_rate_difference_interval([s1, s2], num_resamples=500)
     assert low == high == 0.5
     assert success_rate_difference_interval([({0: "failed"}, {1: "failed"})]) is None
+
+
+def test_mean_interval_hand_computed():
+    from advtrain.evaluation import mean_interval
+
+    # [1, 2, 3]: mean 2, s = 1, t_{0.975, 2} = 4.303 → half-width 4.303 / √3 = 2.4843.
+    mean, half = mean_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.303 / math.sqrt(3))
+    assert mean_interval([5.0]) == (5.0, None)
+    # 40 values: past the table, the normal quantile.
+    values = [float(i % 2) for i in range(40)]
+    assert mean_interval(values)[1] == pytest.approx(1.959964 * 0.506370 / math.sqrt(40), rel=1e-4)
+    with pytest.raises(ValueError):
+        mean_interval([])
+
+
+def test_pooled_attack_comparison_hand_computed():
+    from advtrain.evaluation import pooled_attack_comparison
+
+    # Seed 1: the baseline flips on rows 0-3 of 5 (row 4 resists), the candidate on rows 0-1 (2-4 resist).
+    # Seed 2: the baseline flips on rows 0-1 of 4 (row 3 was wrong before: skipped), the candidate on row 1 and 2.
+    base = [_summary(["successful"] * 4 + ["failed"]), _summary(["successful", "successful", "failed", "skipped"])]
+    cand = [_summary(["successful"] * 2 + ["failed"] * 3), _summary(["failed", "successful", "successful", "skipped"])]
+    out = pooled_attack_comparison(base, cand, bootstrap=300)
+    # Baseline 6 of 8 attacked, candidate 4 of 8: drop 0.25; pooled Wilson interval of 4/8.
+    assert (out["baseline_successful"], out["baseline_attacked"], out["successful"], out["attacked"]) == (6, 8, 4, 8)
+    assert out["asr_drop"] == pytest.approx(0.25) and out["asr"] == 0.5
+    assert out["asr_interval"] == pytest.approx(wilson_interval(4, 8))
+    # Discordant rows (robust under attack for one only): s1 rows 2, 3 (candidate only); s2 row 0 (candidate only),
+    # row 2 (baseline only); skipped rows are wrong for both.
+    assert (out["only_baseline_robust"], out["only_candidate_robust"]) == (1, 3)
+    assert out["mcnemar_p"] == pytest.approx(mcnemar_exact_p(1, 3))
+    low, high = out["asr_drop_interval"]
+    assert low <= 0.25 <= high and -1 <= low and high <= 1
+    assert pooled_attack_comparison(base, cand, bootstrap=0)["asr_drop_interval"] is None
+    with pytest.raises(ValueError, match="one baseline summary per candidate"):
+        pooled_attack_comparison(base, cand[:1])

@@ -141,3 +141,86 @@ def test_masked_positions_loss_equals_the_models_own_loss():
         ours = trainer.compute_loss(model, inputs)
         reference = model(**inputs).loss
     torch.testing.assert_close(ours, reference)
+
+
+def _statuses_summary(attack: str, statuses: list[str]) -> AttackSummary:
+    from advtrain.attacks import AttackResult
+    from advtrain.evaluation import summarize_attack
+
+    results = [AttackResult(i, f"t{i}", f"p{i}" if s == "successful" else None, 1, 0 if s == "skipped" else 1,
+                            None, s) for i, s in enumerate(statuses)]
+    return summarize_attack(results, attack)
+
+
+def _examples(attack: str, statuses: list[str]) -> list:
+    from advtrain.evaluation import AdversarialExample
+
+    return [AdversarialExample(attack, i, f"t{i}", f"p{i}", 1, 1, 0, s) for i, s in enumerate(statuses)
+            if s == "successful"]
+
+
+def test_powered_comparison_resumes_merges_and_pairs(tmp_path, monkeypatch):
+    """--powered: a run whose model folder holds a trained model is not trained again; a saved report keeps its
+    attacks and only the missing attacks and OOD sets are evaluated; a run with its file is skipped; the summary pairs
+    each method with plain seed by seed."""
+    trained, evaluated = [], []
+    # Per (method, attack): the statuses on the seed's 4 attacked rows (plain flips 3 of 4, recipe 1 of 4).
+    statuses = {"plain": ["successful", "successful", "successful", "failed"],
+                "recipe": ["successful", "failed", "failed", "failed"]}
+
+    def fake_train(script, config, quiet, augment):
+        trained.append((script.method, config.seed, config.output_dir))
+        os.makedirs(config.output_dir, exist_ok=True)
+        record = {"train_seconds": 10.0 if script.method == "plain" else 15.0, "augment_seconds": 0.0,
+                  "global_step": 5, "train_size": 8530}
+        with open(os.path.join(config.output_dir, rc.TRAINING_RECORD), "w") as f:
+            json.dump(record, f)
+        return record
+
+    def fake_evaluate_model(model_dir, data, *, attacks, seed, model_name, ood, num_examples, **kwargs):
+        evaluated.append((model_name, seed, list(attacks), sorted(ood)))
+        return RobustnessReport(
+            model=model_name, dataset="mr (test)", num_examples=1066, clean_accuracy=0.8 if model_name == "plain" else 0.79,
+            attacks=[_statuses_summary(a, statuses[model_name]) for a in attacks],
+            examples=[e for a in attacks for e in _examples(a, statuses[model_name])],
+            ood_accuracy={t: 0.7 for t in ood}, config={"num_attacked_examples": num_examples, "seed": seed})
+
+    import os
+
+    monkeypatch.setattr(rc, "train_classifier", fake_train)
+    monkeypatch.setattr(rc, "evaluate_model", fake_evaluate_model)
+    args = rc.ComparisonArguments(powered=True, seeds="1,2", powered_methods="plain,recipe", attacks="a2t,textfooler",
+                                  ood_tasks="cr,sst2", output_dir=str(tmp_path), work_dir=str(tmp_path / "models"),
+                                  attack_examples=4, bootstrap=100)
+    # Seed 1 of plain was trained and attacked with A2T elsewhere (e.g. by robustness_recipe.py).
+    os.makedirs(tmp_path / "models" / "plain_s1")
+    (tmp_path / "models" / "plain_s1" / rc.TRAINING_RECORD).write_text(json.dumps(
+        {"train_seconds": 10.0, "augment_seconds": 0.0, "global_step": 5, "train_size": 8530}))
+    runs = tmp_path / "powered" / "runs"
+    runs.mkdir(parents=True)
+    RobustnessReport(model="plain", dataset="mr (test)", num_examples=1066, clean_accuracy=0.8,
+                     attacks=[_statuses_summary("a2t", statuses["plain"])], examples=_examples("a2t", statuses["plain"]),
+                     config={"num_attacked_examples": 4, "seed": 1}).save(runs / "plain_s1.report.json")
+
+    rc.powered_main(args, "unused-encoder")
+    assert ("plain", 1) not in {(m, s) for m, s, _ in trained}  # reused
+    assert evaluated[0] == ("plain", 1, ["textfooler"], ["cr", "sst2"])  # only what was missing
+    assert ("recipe", 2, ["a2t", "textfooler"], ["cr", "sst2"]) in evaluated
+    assert [c for c in trained if c[0] == "freelb"][0][1] in (1, 2)
+    merged = RobustnessReport.load(runs / "plain_s1.report.json")
+    assert [a.attack for a in merged.attacks] == ["a2t", "textfooler"] and set(merged.ood_accuracy) == {"cr", "sst2"}
+    assert {e.attack for e in merged.examples} == {"a2t", "textfooler"}  # the saved attack's examples are kept
+
+    summary = json.loads((tmp_path / "powered" / "powered.json").read_text())
+    recipe = next(r for r in summary["rows"] if r["method"] == "recipe")
+    assert recipe["seeds"] == [1, 2] and recipe["fields"] == {"adv_steps": 2, "adv_step_size": 0.3}
+    a2t = recipe["attacks"]["a2t"]
+    assert a2t["asr_drop"] == pytest.approx(50.0)  # 6/8 − 2/8
+    assert (a2t["only_plain_robust"], a2t["only_method_robust"]) == (0, 4)
+    assert recipe["clean_difference"][0] == pytest.approx(-1.0) and recipe["time_ratio"] == pytest.approx(1.5)
+    text = (tmp_path / "powered" / "powered.md").read_text()
+    assert "| recipe | 1,2 | 25.0 [" in text and "+50.0 [" in text and "Not run yet: none" in text
+
+    count = len(evaluated)
+    rc.powered_main(args, "unused-encoder")  # everything there: nothing runs again
+    assert len(evaluated) == count

@@ -9,6 +9,7 @@ from .compare import (
     comparison_markdown,
     comparison_rows,
     outcomes_under_attack,
+    pooled_attack_comparison,
     statuses_by_row,
     success_rate_difference_interval,
 )
@@ -34,6 +35,7 @@ from .scoring import (
 from .stats import (
     PairedComparison,
     mcnemar_exact_p,
+    mean_interval,
     paired_bootstrap_interval,
     paired_comparison,
     wilson_interval,
@@ -54,7 +56,9 @@ __all__ = [
     "load_examples",
     "mark_changes",
     "mcnemar_exact_p",
+    "mean_interval",
     "outcomes_under_attack",
+    "pooled_attack_comparison",
     "paired_bootstrap_interval",
     "paired_comparison",
     "save_examples",

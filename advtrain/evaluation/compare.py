@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .metrics import AttackSummary, RobustnessReport, format_interval
-from .stats import PairedComparison, paired_comparison
+from .stats import PairedComparison, mcnemar_exact_p, paired_comparison, wilson_interval
 
 # Statuses after which the model is still right on the (perturbed) example; `skipped`: wrong before the attack.
 _CORRECT_UNDER_ATTACK = ("failed", "budget", "timeout")
@@ -99,6 +99,48 @@ def success_rate_difference_interval(
 def statuses_by_row(summary: AttackSummary) -> dict[int, str]:
     """Dataset row → attack status of an `AttackSummary` (for `success_rate_difference_interval`)."""
     return dict(zip(summary.example_indices, summary.example_statuses))
+
+
+def pooled_attack_comparison(
+    baseline: Sequence[AttackSummary],
+    candidate: Sequence[AttackSummary],
+    *,
+    bootstrap: int = 10_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """One attack on two models over several seeds (one summary per seed, in the same order, each pair attacked on
+    the same seeded sample): attack success rates pooled over the seeds as ratios of sums, the drop ``ASR(baseline) −
+    ASR(candidate)`` with its paired-bootstrap interval (rows resampled within each seed,
+    `success_rate_difference_interval`), and the exact McNemar test of accuracy under attack, the rows of all seeds
+    pooled (each row paired once, `compare_attacks`).
+
+    Returns a dict of fractions: ``attacked`` / ``successful`` (candidate), ``asr`` and its Wilson ``asr_interval``,
+    ``baseline_attacked`` / ``baseline_successful`` / ``baseline_asr``, ``asr_drop`` and ``asr_drop_interval`` (`None`
+    with ``bootstrap=0``), ``only_baseline_robust`` / ``only_candidate_robust`` (the discordant rows) and
+    ``mcnemar_p``. Raises `ValueError` when the sequences differ in length or a pair shares no attacked row.
+    """
+    if len(baseline) != len(candidate) or not len(baseline):
+        raise ValueError(f"need one baseline summary per candidate summary, got {len(baseline)} and {len(candidate)}")
+
+    def counts(summaries):
+        statuses = [s for summary in summaries for s in summary.example_statuses if s not in ("skipped", "error")]
+        return sum(s == "successful" for s in statuses), len(statuses)
+
+    k, n = counts(candidate)
+    bk, bn = counts(baseline)
+    strata = [(statuses_by_row(b), statuses_by_row(c)) for b, c in zip(baseline, candidate)]
+    interval = success_rate_difference_interval(strata, num_resamples=bootstrap, seed=seed) if bootstrap else None
+    only_baseline = only_candidate = 0
+    for b, c in zip(baseline, candidate):
+        paired = compare_attacks(b, c)
+        only_baseline, only_candidate = only_baseline + paired.only_a_correct, only_candidate + paired.only_b_correct
+    return {
+        "attacked": n, "successful": k, "asr": k / n if n else None, "asr_interval": wilson_interval(k, n),
+        "baseline_attacked": bn, "baseline_successful": bk, "baseline_asr": bk / bn if bn else None,
+        "asr_drop": bk / bn - k / n if n and bn else None, "asr_drop_interval": interval,
+        "only_baseline_robust": only_baseline, "only_candidate_robust": only_candidate,
+        "mcnemar_p": mcnemar_exact_p(only_baseline, only_candidate),
+    }
 
 
 def comparison_rows(

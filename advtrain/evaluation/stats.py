@@ -166,3 +166,22 @@ def paired_comparison(
         difference_interval=interval,
         confidence=confidence,
     )
+
+
+# Two-sided 95% quantiles of Student's t by degrees of freedom (1-30); beyond, the normal quantile is within 2%.
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def mean_interval(values: Sequence[float]) -> tuple[float, float | None]:
+    """The mean of `values` (e.g. one figure per seed) and the half-width of its 95% Student-t interval,
+    ``t_{0.975, n-1} · s / √n`` with ``s`` the sample standard deviation; the half-width is `None` for one value."""
+    from statistics import mean, stdev
+
+    if not len(values):
+        raise ValueError("need at least one value")
+    if len(values) < 2:
+        return float(mean(values)), None
+    df = len(values) - 1
+    t = _T95[df - 1] if df <= len(_T95) else _z(0.95)
+    return float(mean(values)), float(t * stdev(values) / len(values) ** 0.5)
