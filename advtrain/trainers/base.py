@@ -866,7 +866,10 @@ class AdversarialTrainer(Trainer):
                 "config file with fsdp_version: 1). Set fsdp_version: 2 (`accelerate launch --fsdp_version 2`), or use DDP."
             )
         if self.model is not None:  # the site's block index against this model's blocks
-            checkpointing = self.args.gradient_checkpointing or getattr(self.model, "is_gradient_checkpointing", False)
+            # transformers 5.24 renamed the property (the old name warns); 4.x has only the old one.
+            name = "is_activation_checkpointing" if hasattr(type(self.model), "is_activation_checkpointing") else (
+                "is_gradient_checkpointing")
+            checkpointing = self.args.gradient_checkpointing or getattr(self.model, name, False)
             check_model_supports_perturbation(self.model, self.args.adv_site, gradient_checkpointing=checkpointing)
         if self.args.adv_skip_special_tokens:
             self._special_token_ids()  # refuses a trainer without a tokenizer now, not at the first step
